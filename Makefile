@@ -1,0 +1,48 @@
+# AnimeAPI. `make help` lists the targets.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+# Tests always run against real PostgreSQL and Redis (DB 15, so a developer's data on DB 0 is safe).
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/animeapi
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.PHONY: help install run worker migrate test test-fast bench services clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install the project with its test tools
+
+migrate: install  ## apply database migrations
+	$(PY) manage.py migrate --noinput
+
+run: migrate  ## serve on 127.0.0.1:$(PORT) (embedded defaults; with REDIS_URL set, a Celery worker runs beside it)
+	@if [ -n "$$REDIS_URL" ]; then \
+	  trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT INT TERM; \
+	  $(VENV)/bin/celery -A config worker -Q generate,celery -P threads -c 4 -l info & worker=$$!; \
+	  $(PY) manage.py runserver 127.0.0.1:$(PORT); \
+	else \
+	  $(PY) manage.py runserver 127.0.0.1:$(PORT); \
+	fi
+
+worker: install  ## a Celery worker for the generate queue (needs REDIS_URL)
+	$(VENV)/bin/celery -A config worker -Q generate,celery -l info
+
+services:  ## start PostgreSQL and Redis if they are down (CI machines)
+	bash .ci/services
+
+test: install services  ## run the whole test suite against real PostgreSQL and Redis
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install services  ## print the benchmark tables (bench/)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/run.py
+
+clean:  ## remove the virtualenv and local data
+	rm -rf $(VENV) db.sqlite3 media staticfiles .pytest_cache

@@ -1,0 +1,53 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from billing.models import Wallet
+
+from .apikeys import revoke_api_key
+from .models import ApiKey, User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    ordering = ["-date_joined"]
+    list_display = ["email", "balance", "is_active", "is_staff", "date_joined"]
+    list_filter = ["is_active", "is_staff", "date_joined"]
+    search_fields = ["email", "first_name", "last_name"]
+    readonly_fields = ["balance", "last_login", "date_joined"]
+    fieldsets = [
+        (None, {"fields": ["email", "password", "balance"]}),
+        ("Personal info", {"fields": ["first_name", "last_name"]}),
+        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
+        ("Dates", {"fields": ["last_login", "date_joined"]}),
+    ]
+    add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("wallet")
+
+    @admin.display(description="Balance (USD)")
+    def balance(self, user):
+        try:
+            return user.wallet.balance
+        except Wallet.DoesNotExist:
+            return "0"
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    # The hash is never shown: it is useless to an admin and should not travel further than needed.
+    list_display = ["prefix", "name", "user", "is_test", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["is_test", "revoked_at", "created_at"]
+    search_fields = ["prefix", "name", "user__email"]
+    fields = ["user", "name", "prefix", "is_test", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["user", "prefix", "is_test", "created_at", "last_used_at", "revoked_at"]
+    list_select_related = ["user"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # keys are created by their owner (dashboard) or `manage.py createapikey`
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request, queryset):
+        count = sum(revoke_api_key(api_key=api_key) for api_key in queryset)
+        self.message_user(request, f"Revoked {count} key(s).")

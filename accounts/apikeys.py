@@ -1,0 +1,76 @@
+"""Creating, finding, revoking and authenticating API keys."""
+
+import datetime
+import hmac
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import keys
+from .models import ApiKey, User
+
+# last_used_at is a hint for the user, not an audit log: write it at most once a minute per key.
+LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
+
+
+class TooManyKeys(Exception):
+    pass
+
+
+def create_api_key(*, user: User, name: str = "", test: bool = False) -> tuple[ApiKey, str]:
+    """Return the new key row and the full key, which exists only in this return value."""
+    with transaction.atomic():
+        # Lock the user row so two concurrent creations cannot both pass the count check.
+        User.objects.select_for_update().filter(pk=user.pk).first()
+        if user.api_keys.live().count() >= settings.ANIMEAPI_MAX_KEYS_PER_USER:
+            raise TooManyKeys(f"At most {settings.ANIMEAPI_MAX_KEYS_PER_USER} live keys per account")
+        full_key = keys.generate_key(test=test)
+        api_key = ApiKey.objects.create(
+            user=user,
+            name=name.strip()[:100],
+            prefix=keys.visible_prefix(full_key),
+            hashed_key=keys.hash_key(full_key),
+            is_test=test,
+        )
+    return api_key, full_key
+
+
+def revoke_api_key(*, api_key: ApiKey) -> bool:
+    """Revoke once; return False when it was already revoked."""
+    return bool(
+        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    )
+
+
+def find_by_key_or_prefix(key_or_prefix: str) -> list[ApiKey]:
+    if keys.is_well_formed(key_or_prefix):
+        return list(ApiKey.objects.filter(hashed_key=keys.hash_key(key_or_prefix)))
+    return list(ApiKey.objects.filter(prefix=key_or_prefix))
+
+
+def authenticate_key(raw_key: str) -> ApiKey | None:
+    """The live key for this secret, or None. Malformed keys never reach the database."""
+    if not keys.is_well_formed(raw_key):
+        return None
+    digest = keys.hash_key(raw_key)
+    api_key = ApiKey.objects.select_related("user").filter(hashed_key=digest).first()
+    # The index lookup finds the row; the constant-time compare keeps the final check free of
+    # timing signal even if the lookup ever became a prefix or partial match.
+    if api_key is None or not hmac.compare_digest(api_key.hashed_key, digest):
+        return None
+    if api_key.is_revoked or not api_key.user.is_active:
+        return None
+    touch_last_used(api_key)
+    return api_key
+
+
+def touch_last_used(api_key: ApiKey) -> None:
+    now = timezone.now()
+    if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    # Conditional, so concurrent requests of the same minute write once between them.
+    ApiKey.objects.filter(pk=api_key.pk).exclude(last_used_at__gte=now - LAST_USED_RESOLUTION).update(
+        last_used_at=now
+    )
+    api_key.last_used_at = now

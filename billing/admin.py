@@ -1,0 +1,72 @@
+import uuid
+from decimal import InvalidOperation
+
+from django import forms
+from django.contrib import admin, messages
+from django.shortcuts import render
+
+from . import ledger
+from .models import LedgerEntry, Wallet
+
+
+class AdjustmentForm(forms.Form):
+    amount = forms.DecimalField(max_digits=18, decimal_places=6, help_text="USD; negative to take money")
+    memo = forms.CharField(max_length=255, help_text="Why: shown on the user's ledger")
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(admin.ModelAdmin):
+    """Read-only: the ledger is append-only. Corrections are new entries (the wallet action)."""
+
+    list_display = ["created_at", "user", "kind", "amount", "balance_after", "reference", "memo"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["user__email", "reference", "memo"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = ["user", "balance", "updated_at"]
+    search_fields = ["user__email"]
+    readonly_fields = ["user", "balance", "updated_at"]
+    list_select_related = ["user"]
+    actions = ["adjust_balance"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Adjust balance (writes a ledger entry)")
+    def adjust_balance(self, request, queryset):
+        form = AdjustmentForm(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            for wallet in queryset.select_related("user"):
+                try:
+                    ledger.adjust(
+                        user=wallet.user,
+                        amount=form.cleaned_data["amount"],
+                        reference=f"adjustment:{uuid.uuid4()}",
+                        memo=f"{form.cleaned_data['memo']} (by {request.user})",
+                    )
+                except (ValueError, InvalidOperation) as exc:
+                    self.message_user(request, f"{wallet.user}: {exc}", messages.ERROR)
+            self.message_user(request, f"Adjusted {queryset.count()} balance(s).")
+            return None
+        return render(
+            request,
+            "admin/billing/adjust_balance.html",
+            {"form": form, "wallets": queryset, "title": "Adjust balance", "opts": self.model._meta,
+             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
+        )

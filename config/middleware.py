@@ -1,0 +1,19 @@
+import re
+import uuid
+
+# A client's own request id is kept when it is short and printable; anything else is replaced.
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class RequestIdMiddleware:
+    """Give every request an id (X-Request-ID), echoed on every answer and kept on records."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        sent = request.headers.get("X-Request-ID", "")
+        request.request_id = sent if _CLIENT_REQUEST_ID.match(sent) else uuid.uuid4().hex
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        return response
