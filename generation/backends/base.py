@@ -1,0 +1,46 @@
+"""What every image backend takes and gives back. Only generation/backends/ talk to backends."""
+
+import abc
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    prompt: str  # exactly the enhanced_prompt the API answers with
+    negative_prompt: str
+    width: int
+    height: int
+    allow_nsfw: bool
+    seed: int  # 0 .. 2**32-1, chosen by the pipeline so it can be stored and reproduced
+    request_id: str = ""
+
+
+@dataclass
+class BackendImage:
+    """One finished image. `data` is encoded image bytes in any format Pillow reads."""
+
+    data: bytes
+    seed: int
+    model: str = ""
+    nsfw: bool | None = None  # the backend's own content check, when it has one
+    cost_usd: Decimal | None = None  # what the backend charged us, when it says
+    details: dict = field(default_factory=dict)  # steps, CFG, scheduler... kept on the row
+
+
+class BackendError(Exception):
+    """Generation failed. `detail` is for logs and the admin, never shown raw to the user."""
+
+    def __init__(self, detail: str, *, provider_code: str = "", retryable: bool = False):
+        super().__init__(detail)
+        self.detail = detail
+        self.provider_code = provider_code
+        self.retryable = retryable
+
+
+class GenerationBackend(abc.ABC):
+    name = "base"
+
+    @abc.abstractmethod
+    def generate(self, request: ImageRequest, *, deadline: float) -> BackendImage:
+        """Make one image before `deadline` (a time.monotonic() value) or raise BackendError."""

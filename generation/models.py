@@ -1,0 +1,92 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from billing.models import MONEY
+
+ORIENTATIONS = {
+    "portrait": (832, 1280),
+    "square": (1024, 1024),
+    "landscape": (1280, 832),
+}
+
+
+class Generation(models.Model):
+    """One attempt at an image: every request that got past validation leaves one."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # charged, waiting for a worker
+        RUNNING = "running"  # a worker has claimed it
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"  # refunded
+
+    class Orientation(models.TextChoices):
+        PORTRAIT = "portrait"
+        SQUARE = "square"
+        LANDSCAPE = "landscape"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="generations")
+    api_key = models.ForeignKey(
+        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="generations",
+        help_text="Empty for the dashboard's playground",
+    )
+    request_id = models.CharField(max_length=128, blank=True, db_index=True)
+    prompt = models.TextField()
+    enhanced_prompt = models.TextField(blank=True)
+    negative_prompt = models.TextField(blank=True)
+    orientation = models.CharField(max_length=10, choices=Orientation.choices)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    allow_nsfw = models.BooleanField()
+    enhance = models.BooleanField()
+    is_test = models.BooleanField(default=False)
+    seed = models.BigIntegerField(null=True, blank=True)
+    backend = models.CharField(max_length=20)
+    model = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
+    cost_usd = models.DecimalField(**MONEY, help_text="What the user was charged, USD (0 once refunded)")
+    backend_cost_usd = models.DecimalField(**MONEY, null=True, blank=True, help_text="What the backend charged us")
+    error_code = models.CharField(max_length=40, blank=True)
+    error_detail = models.TextField(blank=True, help_text="For admins; never shown to the user")
+    image = models.CharField(max_length=255, blank=True, help_text="Storage name of the WEBP")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    queue_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Waiting for a worker")
+    generate_ms = models.PositiveIntegerField(null=True, blank=True, help_text="The backend's own time")
+    total_ms = models.PositiveIntegerField(null=True, blank=True, help_text="Request in to answer out")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The usage history lists a user's generations newest first.
+            models.Index(fields=["user", "-created_at"], name="generation_user_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.id} {self.status}"
+
+    @property
+    def charge_reference(self):
+        return f"generation:{self.id}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to an Idempotency-Key, replayed for retries within 24 hours (as Stripe does)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64, help_text="SHA-256 of method, path and body")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty while in progress")
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # One record per key and user: the insert is the lock that makes retries safe.
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key_unique"),
+        ]
