@@ -5,7 +5,6 @@ import logging
 from django.http import JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ def _code_and_message(exc):
     if isinstance(exc, exceptions.ParseError):
         return "INVALID_JSON", "Request body is not valid JSON"
     if isinstance(exc, exceptions.UnsupportedMediaType):
-        return "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json"
+        return "INVALID_CONTENT_TYPE", "Content-Type must be application/json"
     if isinstance(exc, exceptions.NotFound):
         return "NOT_FOUND", "Not found"
     if isinstance(exc, exceptions.PermissionDenied):
@@ -55,6 +54,9 @@ def api_exception_handler(exc, context):
     code, message = _code_and_message(exc)
     if isinstance(exc, exceptions.AuthenticationFailed | exceptions.NotAuthenticated):
         response.status_code = status.HTTP_401_UNAUTHORIZED
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        # The reference has one answer for a body we cannot read: 400.
+        response.status_code = status.HTTP_400_BAD_REQUEST
     response.data = error_body(message, code)
     for name, value in getattr(exc, "headers", {}).items():
         response[name] = value
@@ -81,10 +83,3 @@ def handler400(request, exception=None):
     if _wants_json(request):
         return JsonResponse(error_body("Bad request", "INVALID_REQUEST"), status=400)
     return render(request, "400.html", status=400)
-
-
-def json_error_response(message, code, status_code, headers=None):
-    response = Response(error_body(message, code), status=status_code)
-    for name, value in (headers or {}).items():
-        response[name] = value
-    return response

@@ -1,0 +1,197 @@
+"""The generation pipeline: charge -> (worker: enhance -> backend -> safety -> WEBP -> store) -> record.
+
+The web side charges and waits; a Celery worker does the work. Status changes are conditional
+UPDATEs, so whichever side finishes a generation first wins and the other backs off: a worker
+that finishes after the web gave up deletes its image, and a refund can only happen once.
+"""
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing import ledger
+from billing.models import LedgerEntry
+
+from . import enhance, images, safety
+from .backends import get_backend
+from .backends.base import BackendError, ImageRequest
+from .models import ORIENTATIONS, Generation
+
+log = logging.getLogger(__name__)
+Status = Generation.Status
+
+# After the deadline, how long the web waits for the worker to record the outcome itself.
+WAIT_GRACE_S = 2.0
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    prompt: str
+    orientation: str = "portrait"
+    allow_nsfw: bool = True
+    enhance: bool = True
+    seed: int | None = None
+
+
+class NsfwContentBlocked(Exception):
+    pass
+
+
+def new_seed() -> int:
+    return secrets.randbelow(2**32)
+
+
+def start_generation(*, user, api_key, params: GenerationParams, request_id: str = "") -> Generation:
+    """Record the attempt and reserve its price in one transaction.
+
+    Not enough balance leaves a FAILED row with INSUFFICIENT_BALANCE and no charge.
+    """
+    width, height = ORIENTATIONS[params.orientation]
+    price = settings.ANIMEAPI_PRICE_USD
+    generation = Generation(
+        user=user, api_key=api_key, request_id=request_id, prompt=params.prompt,
+        orientation=params.orientation, width=width, height=height, allow_nsfw=params.allow_nsfw,
+        enhance=params.enhance, seed=params.seed if params.seed is not None else new_seed(),
+        backend=settings.GENERATION_BACKEND, cost_usd=price,
+    )
+    with transaction.atomic():
+        generation.save()
+        try:
+            ledger.reserve(user=user, amount=price, reference=generation.charge_reference)
+        except ledger.InsufficientBalance:
+            generation.status = Status.FAILED
+            generation.error_code = "INSUFFICIENT_BALANCE"
+            generation.cost_usd = Decimal("0")
+            generation.finished_at = timezone.now()
+            generation.save(update_fields=["status", "error_code", "cost_usd", "finished_at"])
+    return generation
+
+
+def fail_generation(*, generation_id, code: str, detail: str = "") -> bool:
+    """Mark an unfinished generation failed and refund its charge, atomically, once."""
+    with transaction.atomic():
+        failed = Generation.objects.filter(pk=generation_id, status__in=[Status.PENDING, Status.RUNNING]).update(
+            status=Status.FAILED, error_code=code, error_detail=detail[:5000], cost_usd=Decimal("0"),
+            finished_at=timezone.now(),
+        )
+        if failed:
+            charge = LedgerEntry.objects.filter(reference=f"generation:{generation_id}").first()
+            if charge is not None:
+                ledger.refund(charge=charge, memo=f"Generation failed: {code}")
+    if failed:
+        log.warning("generation %s failed: %s %s", generation_id, code, detail[:500])
+    return bool(failed)
+
+
+def _generate_checked(backend, request: ImageRequest, *, deadline: float):
+    """One image that passes the safety check; a flagged one is retried once with a new seed."""
+    image = backend.generate(request, deadline=deadline)
+    if request.allow_nsfw or not safety.is_flagged(image):
+        return image
+    log.info("image flagged as NSFW with allowNSFW=false; retrying with a new seed")
+    retry = ImageRequest(**{**request.__dict__, "seed": new_seed()})
+    image = backend.generate(retry, deadline=deadline)
+    if safety.is_flagged(image):
+        raise NsfwContentBlocked()
+    return image
+
+
+def run_generation(*, generation_id, deadline_at: float) -> None:
+    """The worker's part. Safe to run twice for one id: only the first claim does anything.
+
+    `deadline_at` is a Unix time: the API's deadline, queue time included.
+    """
+    claimed = Generation.objects.filter(pk=generation_id, status=Status.PENDING).update(
+        status=Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return
+    generation = Generation.objects.get(pk=generation_id)
+    generation.queue_ms = _ms(generation.started_at - generation.created_at)
+    deadline = time.monotonic() + (deadline_at - time.time())
+    try:
+        if generation.enhance:
+            enhanced = enhance.enhance_prompt(generation.prompt, allow_nsfw=generation.allow_nsfw)
+            generation.enhanced_prompt, generation.negative_prompt = enhanced.prompt, enhanced.negative_prompt
+        else:
+            generation.enhanced_prompt = generation.prompt
+            generation.negative_prompt = enhance.negative_prompt(allow_nsfw=generation.allow_nsfw)
+        Generation.objects.filter(pk=generation_id).update(
+            enhanced_prompt=generation.enhanced_prompt, negative_prompt=generation.negative_prompt,
+            queue_ms=generation.queue_ms,
+        )
+        request = ImageRequest(
+            prompt=generation.enhanced_prompt, negative_prompt=generation.negative_prompt,
+            width=generation.width, height=generation.height, allow_nsfw=generation.allow_nsfw,
+            seed=generation.seed, request_id=generation.request_id,
+        )
+        started = time.perf_counter()
+        image = _generate_checked(get_backend(generation.backend), request, deadline=deadline)
+        generate_ms = _ms_since(started)
+        data = images.to_webp(image.data, width=generation.width, height=generation.height)
+        name = images.store_image(data)
+    except NsfwContentBlocked:
+        fail_generation(generation_id=generation_id, code="NSFW_CONTENT_BLOCKED", detail="flagged twice")
+        return
+    except BackendError as exc:
+        code = f" [{exc.provider_code}]" if exc.provider_code else ""
+        fail_generation(generation_id=generation_id, code="GENERATION_FAILED", detail=f"{exc.detail}{code}")
+        return
+    except images.InvalidImage as exc:
+        fail_generation(generation_id=generation_id, code="GENERATION_FAILED", detail=f"invalid image: {exc}")
+        return
+    except Exception as exc:
+        log.exception("generation %s crashed", generation_id)
+        fail_generation(generation_id=generation_id, code="GENERATION_FAILED", detail=f"{type(exc).__name__}: {exc}")
+        return
+
+    finished = Generation.objects.filter(pk=generation_id, status=Status.RUNNING).update(
+        status=Status.SUCCEEDED, image=name, seed=image.seed, model=image.model,
+        backend_cost_usd=image.cost_usd, details=image.details, generate_ms=generate_ms,
+        finished_at=timezone.now(),
+    )
+    if not finished:
+        # The web side timed out and refunded meanwhile: nobody will ever be shown this image.
+        images.delete_image(name)
+
+
+def generate_and_wait(*, user, api_key, params: GenerationParams, request_id: str = "") -> Generation:
+    """Charge, hand the work to a worker (queue `generate`), wait for it, return the final row."""
+    from .tasks import run_generation_task
+
+    started = time.perf_counter()
+    generation = start_generation(user=user, api_key=api_key, params=params, request_id=request_id)
+    if generation.status == Status.FAILED:
+        return generation
+    deadline_at = time.time() + settings.GENERATION_TIMEOUT_S
+    try:
+        result = run_generation_task.apply_async(args=[str(generation.id), deadline_at])
+        result.get(timeout=settings.GENERATION_TIMEOUT_S + WAIT_GRACE_S, propagate=False, disable_sync_subtasks=False)
+    except CeleryTimeout:
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="timed out waiting for the worker")
+    except Exception as exc:  # the broker or result store is unreachable
+        log.exception("could not run generation %s", generation.id)
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
+    generation.refresh_from_db()
+    if generation.status in (Status.PENDING, Status.RUNNING):
+        # The task ended without recording an outcome (a worker that died mid-task).
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="no outcome recorded")
+        generation.refresh_from_db()
+    generation.total_ms = _ms_since(started)
+    Generation.objects.filter(pk=generation.pk).update(total_ms=generation.total_ms)
+    return generation
+
+
+def _ms(delta) -> int:
+    return max(0, int(delta.total_seconds() * 1000))
+
+
+def _ms_since(perf_start: float) -> int:
+    return int((time.perf_counter() - perf_start) * 1000)

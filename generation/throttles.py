@@ -1,0 +1,72 @@
+"""DRF throttle classes over generation.limits.
+
+Each throttle leaves its LimitState on the request so the view can send X-RateLimit-* headers
+on every answer, and refuses with the reference's codes (429 + Retry-After).
+"""
+
+from django.conf import settings
+from rest_framework.throttling import BaseThrottle
+
+from config.errors import ApiError
+
+from . import limits
+
+
+def _unavailable():
+    return ApiError(status_code=503, code="SERVICE_UNAVAILABLE", message="Service temporarily unavailable, retry shortly",
+                    headers={"Retry-After": "5"})
+
+
+def limit_bucket(request) -> str:
+    """Per API key; the dashboard's playground (a session, no key) is limited per user."""
+    if request.auth is not None:
+        return f"key:{request.auth.pk}"
+    return f"session:{request.user.pk}"
+
+
+class PerKeyRateThrottle(BaseThrottle):
+    """ANIMEAPI_RATE_LIMIT_PER_MINUTE requests per rolling minute per key -> 429 RATE_LIMIT_EXCEEDED."""
+
+    scope = "generate"
+
+    def limit(self):
+        return settings.ANIMEAPI_RATE_LIMIT_PER_MINUTE
+
+    def allow_request(self, request, view):
+        try:
+            allowed, state = limits.hit_rate_limit(bucket=f"{self.scope}:{limit_bucket(request)}", limit=self.limit())
+        except limits.LimitsUnavailable:
+            raise _unavailable() from None
+        request.rate_limit_state = state
+        if not allowed:
+            raise ApiError(status_code=429, code="RATE_LIMIT_EXCEEDED", message="Rate limit exceeded",
+                           headers={"Retry-After": str(state.retry_after), **state.headers()})
+        return True
+
+
+class DailyImageQuotaThrottle(BaseThrottle):
+    """ANIMEAPI_DAILY_LIMIT images per UTC day per user -> 429 DAILY_LIMIT_EXCEEDED.
+
+    The unit is taken here and given back by the view unless an image is delivered.
+    """
+
+    def allow_request(self, request, view):
+        try:
+            allowed, state, day = limits.take_daily_quota(user_id=request.user.pk)
+        except limits.LimitsUnavailable:
+            raise _unavailable() from None
+        request.daily_quota_state = state
+        if not allowed:
+            raise ApiError(status_code=429, code="DAILY_LIMIT_EXCEEDED", message="Daily limit exceeded",
+                           headers={"Retry-After": str(state.retry_after), **state.headers()})
+        request.daily_quota_day = day
+        return True
+
+
+class FreeEndpointThrottle(PerKeyRateThrottle):
+    """The free endpoints (/api/enhance, /api/tags) have their own bucket, six times the generate limit."""
+
+    scope = "free"
+
+    def limit(self):
+        return settings.ANIMEAPI_RATE_LIMIT_PER_MINUTE * 6
