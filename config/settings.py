@@ -246,6 +246,12 @@ SIGNUP_CREDIT_USD = envdecimal("SIGNUP_CREDIT_USD", "0")
 RUNWARE_API_KEY = env("RUNWARE_API_KEY")
 RUNWARE_API_URL = env("RUNWARE_API_URL", "https://api.runware.ai/v1")
 RUNWARE_MODEL = env("RUNWARE_MODEL", "civitai:1188071@1408658")
+RUNWARE_STEPS = envint("RUNWARE_STEPS", 28)
+RUNWARE_CFG_SCALE = envfloat("RUNWARE_CFG_SCALE", 5.0)
+RUNWARE_SCHEDULER = env("RUNWARE_SCHEDULER", "Euler Ancestral")
+RUNWARE_MAX_RETRIES = envint("RUNWARE_MAX_RETRIES", 3)
+# Hosts image URLs may be fetched from (besides RUNWARE_API_URL's own host).
+RUNWARE_IMAGE_HOSTS = envlist("RUNWARE_IMAGE_HOSTS", ["im.runware.ai", "cdn.runware.ai"])
 DIFFUSERS_MODEL = env("DIFFUSERS_MODEL")
 GENERATION_BACKEND = env(
     "GENERATION_BACKEND",
