@@ -7,7 +7,7 @@ PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/animeapi
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: help install run worker migrate test test-fast bench services clean
+.PHONY: help install run worker migrate test bench services chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -38,7 +38,10 @@ worker: install  ## a Celery worker for the generate queue (needs REDIS_URL)
 services:  ## start PostgreSQL and Redis if they are down (CI machines)
 	bash .ci/services
 
-test: install services  ## run the whole test suite against real PostgreSQL and Redis
+chromium:  ## install Debian's Chromium for the browser tests (never `playwright install`)
+	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
+
+test: install services chromium  ## run the whole test suite against real PostgreSQL and Redis
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install services  ## print the benchmark tables (bench/)
