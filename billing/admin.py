@@ -1,12 +1,14 @@
+import json
 import uuid
 from decimal import InvalidOperation
 
 from django import forms
 from django.contrib import admin, messages
 from django.shortcuts import render
+from django.utils.html import format_html
 
 from . import ledger
-from .models import LedgerEntry, Wallet
+from .models import AccountFlag, LedgerEntry, StripeEvent, TopUp, Wallet
 
 
 class AdjustmentForm(forms.Form):
@@ -70,3 +72,51 @@ class WalletAdmin(admin.ModelAdmin):
             {"form": form, "wallets": queryset, "title": "Adjust balance", "opts": self.model._meta,
              "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
         )
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by billing code from what Stripe reported; staff look, they don't edit."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "type", "stripe_event_id", "outcome", "processed_at", "delivery_count", "livemode"]
+    list_filter = ["outcome", "type", "livemode", "received_at"]
+    search_fields = ["stripe_event_id", "type", "detail"]
+    date_hierarchy = "received_at"
+    fields = [
+        "stripe_event_id", "type", "livemode", "received_at", "delivery_count",
+        "processed_at", "outcome", "detail", "pretty_payload",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description="Payload")
+    def pretty_payload(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2, sort_keys=True))
+
+
+@admin.register(TopUp)
+class TopUpAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "user", "amount", "status", "paid_at", "checkout_session_id", "payment_intent_id"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["user__email", "checkout_session_id", "payment_intent_id"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(AccountFlag)
+class AccountFlagAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "user", "reason", "reference", "detail", "closed_at", "resolution"]
+    list_filter = ["reason", ("closed_at", admin.EmptyFieldListFilter), "resolution", "created_at"]
+    search_fields = ["user__email", "reference", "detail"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"

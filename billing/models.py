@@ -63,3 +63,99 @@ class LedgerEntry(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.amount} ({self.reference})"
+
+
+class TopUp(models.Model):
+    """A Stripe Checkout payment a user started to add money to their balance.
+
+    It records what we asked Stripe for and where it stands; the money itself is the TOPUP
+    ledger entry whose reference is `checkout_session_id`. Refunds and disputes of its charge are
+    found through `payment_intent_id`.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for payment"
+        PROCESSING = "processing", "Payment being confirmed"  # completed, async payment not settled
+        PAID = "paid", "Paid"
+        FAILED = "failed", "Payment failed"
+        EXPIRED = "expired", "Expired"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="topups")
+    checkout_session_id = models.CharField(max_length=255, unique=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True, default="")
+    amount = models.DecimalField(**MONEY, help_text="USD asked for at Checkout")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    receipt_url = models.URLField(max_length=1000, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    paid_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The billing page lists a user's top-ups newest first.
+            models.Index(fields=["user", "-created_at"], name="topup_user_created"),
+        ]
+        constraints = [
+            # Refunds and disputes find their top-up by payment intent: one intent, one top-up.
+            models.UniqueConstraint(
+                fields=["payment_intent_id"], condition=~models.Q(payment_intent_id=""), name="topup_payment_intent_unique"
+            ),
+            # Checkout refuses a zero amount; a zero row here would be a bug, not a payment.
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="topup_amount_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} ${self.amount} {self.status} ({self.checkout_session_id})"
+
+
+class StripeEvent(models.Model):
+    """Every event Stripe delivered to the webhook, stored before it is handled, with what came of it.
+
+    `stripe_event_id` is unique in the database, so a redelivery finds the stored row instead of
+    racing a check-then-insert; booking money is exactly-once on its own (ledger references).
+    """
+
+    class Outcome(models.TextChoices):
+        RECEIVED = "received", "Received, not handled yet"
+        BOOKED = "booked", "Money booked"
+        ALREADY_BOOKED = "already_booked", "Already booked"
+        RECORDED = "recorded", "Recorded, no money moved"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed (Stripe retries)"
+
+    stripe_event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100, db_index=True)
+    livemode = models.BooleanField(default=False)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    delivery_count = models.PositiveIntegerField(default=1, help_text="How many times Stripe sent it")
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices, default=Outcome.RECEIVED)
+    detail = models.TextField(blank=True, help_text="What was booked, or why nothing was, or the error")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self):
+        return f"{self.type} {self.stripe_event_id} ({self.outcome})"
+
+
+class AccountFlag(models.Model):
+    """A reason to look at an account, raised by a payment dispute. Staff review these in the admin."""
+
+    class Reason(models.TextChoices):
+        DISPUTE = "dispute", "Payment disputed"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="account_flags")
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    reference = models.CharField(max_length=255, unique=True, help_text="The Stripe dispute id")
+    detail = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    resolution = models.CharField(max_length=50, blank=True, help_text="Stripe's final dispute status")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.user}: {self.get_reason_display()} ({self.reference})"

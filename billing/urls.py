@@ -1,1 +1,13 @@
-urlpatterns = []
+from django.urls import path
+
+from . import views
+
+app_name = "billing"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("topup/", views.topup, name="topup"),
+    path("topup/success/", views.topup_success, name="topup-success"),
+    path("topup/cancel/", views.topup_cancel, name="topup-cancel"),
+    path("stripe/webhook/", views.stripe_webhook, name="stripe-webhook"),
+]

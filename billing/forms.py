@@ -1,0 +1,13 @@
+from django import forms
+from django.conf import settings
+
+
+class TopUpForm(forms.Form):
+    amount = forms.DecimalField(label="Amount (USD)", max_digits=7, decimal_places=2)
+
+    def clean_amount(self):
+        amount = self.cleaned_data["amount"]
+        low, high = settings.STRIPE_MIN_TOPUP_USD, settings.STRIPE_MAX_TOPUP_USD
+        if not low <= amount <= high:
+            raise forms.ValidationError(f"Choose an amount between ${low} and ${high}.")
+        return amount
