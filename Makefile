@@ -6,6 +6,8 @@ PORT ?= 8000
 # Tests always run against real PostgreSQL and Redis (DB 15, so a developer's data on DB 0 is safe).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/animeapi
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/animeapi_bench
+BENCH_REDIS_URL ?= redis://127.0.0.1:6379/10
 
 .PHONY: help install run worker migrate test bench services chromium clean
 
@@ -45,7 +47,7 @@ test: install services chromium  ## run the whole test suite against real Postgr
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install services  ## print the benchmark tables (bench/)
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) bench/run.py
+	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) bench/run.py
 
 clean:  ## remove the virtualenv and local data
 	rm -rf $(VENV) db.sqlite3 media staticfiles .pytest_cache

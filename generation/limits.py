@@ -10,6 +10,7 @@ REDIS_URL is unset (a single dev process, where memory is the whole truth).
 import datetime
 import functools
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -40,26 +41,26 @@ class LimitState:
         }
 
 
+_storage_lock = threading.Lock()
+
+
 @functools.cache
 def _storage():
-    if settings.REDIS_URL:
-        # Hash-tag-free keys under one prefix; Redis Cluster users switch to RedisClusterStorage.
-        # Short socket timeouts: a dead Redis must turn into a quick 503, not a hung request.
-        return storage.RedisStorage(
-            settings.REDIS_URL, key_prefix="animeapi-limits", wrap_exceptions=True,
-            socket_timeout=2, socket_connect_timeout=2,
-        )
-    return storage.MemoryStorage(wrap_exceptions=True)
+    # Built under a lock: `limits` resolves its Redis dependency lazily and that is not
+    # thread-safe (concurrent first requests in a gthread worker saw "redis 0.0.0 not found").
+    with _storage_lock:
+        if settings.REDIS_URL:
+            # Short socket timeouts: a dead Redis must turn into a quick 503, not a hung request.
+            return storage.RedisStorage(
+                settings.REDIS_URL, key_prefix="animeapi-limits", wrap_exceptions=True,
+                socket_timeout=2, socket_connect_timeout=2,
+            )
+        return storage.MemoryStorage(wrap_exceptions=True)
 
 
 @functools.cache
 def _moving_window():
     return strategies.MovingWindowRateLimiter(_storage())
-
-
-@functools.cache
-def _fixed_window():
-    return strategies.FixedWindowRateLimiter(_storage())
 
 
 def _guard(func):

@@ -44,7 +44,7 @@ class Generation(models.Model):
     enhance = models.BooleanField()
     is_test = models.BooleanField(default=False)
     seed = models.BigIntegerField(null=True, blank=True)
-    backend = models.CharField(max_length=20)
+    backend = models.CharField(max_length=100)
     model = models.CharField(max_length=200, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING, db_index=True)
     cost_usd = models.DecimalField(**MONEY, help_text="What the user was charged, USD (0 once refunded)")

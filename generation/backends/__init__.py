@@ -14,9 +14,9 @@ BACKENDS = {
 
 @functools.cache
 def get_backend(name: str | None = None):
+    """A backend by name, or by dotted path to a GenerationBackend class (benchmarks, plug-ins)."""
     name = name or settings.GENERATION_BACKEND
-    try:
-        path = BACKENDS[name]
-    except KeyError:
-        raise ValueError(f"GENERATION_BACKEND must be one of {sorted(BACKENDS)}, got {name!r}") from None
+    path = BACKENDS.get(name) or (name if "." in name else None)
+    if path is None:
+        raise ValueError(f"GENERATION_BACKEND must be one of {sorted(BACKENDS)} or a dotted path, got {name!r}")
     return import_string(path)()
