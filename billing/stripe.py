@@ -129,16 +129,16 @@ def verify_webhook(*, payload: bytes, signature: str | None) -> dict:
 
 @_calls_stripe
 def receipt_url_of_payment_intent(*, payment_intent_id: str) -> str:
-    intent = _client().v1.payment_intents.retrieve(payment_intent_id, {"expand": ["latest_charge"]})
+    intent = _client().v1.payment_intents.retrieve(payment_intent_id, {"expand": ["latest_charge"]}).to_dict()
     charge = intent.get("latest_charge")
-    if not isinstance(charge, stripe.StripeObject):
+    if not isinstance(charge, dict):
         return ""
     return charge.get("receipt_url") or ""
 
 
 @_calls_stripe
 def payment_intent_of_charge(*, charge_id: str) -> str:
-    return _client().v1.charges.retrieve(charge_id).get("payment_intent") or ""
+    return _client().v1.charges.retrieve(charge_id).to_dict().get("payment_intent") or ""
 
 
 @_calls_stripe
