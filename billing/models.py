@@ -98,7 +98,9 @@ class TopUp(models.Model):
         constraints = [
             # Refunds and disputes find their top-up by payment intent: one intent, one top-up.
             models.UniqueConstraint(
-                fields=["payment_intent_id"], condition=~models.Q(payment_intent_id=""), name="topup_payment_intent_unique"
+                fields=["payment_intent_id"],
+                condition=~models.Q(payment_intent_id=""),
+                name="topup_payment_intent_unique",
             ),
             # Checkout refuses a zero amount; a zero row here would be a bug, not a payment.
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="topup_amount_positive"),

@@ -299,7 +299,8 @@ def _fill_missing_receipt_url(session: dict) -> int:
     topup = TopUp.objects.filter(checkout_session_id=session["id"], receipt_url="").first()
     if topup is None:
         return 0
-    return _store_receipt_url(topup_id=topup.pk, payment_intent_id=topup.payment_intent_id or session.get("payment_intent") or "")
+    payment_intent_id = topup.payment_intent_id or session.get("payment_intent") or ""
+    return _store_receipt_url(topup_id=topup.pk, payment_intent_id=payment_intent_id)
 
 
 def _store_receipt_url(*, topup_id: int, payment_intent_id: str) -> int:
@@ -308,9 +309,9 @@ def _store_receipt_url(*, topup_id: int, payment_intent_id: str) -> int:
         return 0
     try:
         receipt_url = stripe.receipt_url_of_payment_intent(payment_intent_id=payment_intent_id)
-    except stripe.StripeUnavailable:
+    except stripe.StripeUnavailable as exc:
         # The money is booked; a missing receipt link is filled by a refund's event or by reconcile.
-        log.warning("could not fetch the receipt for %s", payment_intent_id, exc_info=True)
+        log.warning("could not fetch the receipt for %s: %s", payment_intent_id, exc)
         return 0
     if not receipt_url:
         return 0

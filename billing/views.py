@@ -76,16 +76,19 @@ def topup_cancel(request):
 def stripe_webhook(request):
     """Stripe's signature is the authentication; there is no session or CSRF token to check."""
     if request.method != "POST":
-        response = JsonResponse(error_body("Method not allowed", "METHOD_NOT_ALLOWED"), status=HTTPStatus.METHOD_NOT_ALLOWED)
-        response["Allow"] = "POST"
-        return response
+        return JsonResponse(
+            error_body("Method not allowed", "METHOD_NOT_ALLOWED"),
+            status=HTTPStatus.METHOD_NOT_ALLOWED,
+            headers={"Allow": "POST"},
+        )
     try:
         event = webhooks.receive_event(payload=request.body, signature=request.headers.get("Stripe-Signature"))
     except stripe.InvalidWebhook as exc:
         return JsonResponse(error_body(exc.message, exc.code), status=HTTPStatus.BAD_REQUEST)
     except stripe.StripeNotConfigured:
         return JsonResponse(
-            error_body("Stripe webhooks are not configured", "SERVICE_UNAVAILABLE"), status=HTTPStatus.SERVICE_UNAVAILABLE
+            error_body("Stripe webhooks are not configured", "SERVICE_UNAVAILABLE"),
+            status=HTTPStatus.SERVICE_UNAVAILABLE,
         )
     if event.outcome == StripeEvent.Outcome.FAILED:
         return JsonResponse(
@@ -95,7 +98,7 @@ def stripe_webhook(request):
 
 
 def _render_home(request, *, form, request_token, status=HTTPStatus.OK):
-    entries = Paginator(LedgerEntry.objects.filter(user=request.user), LEDGER_PAGE_SIZE).get_page(request.GET.get("page"))
+    ledger_pages = Paginator(LedgerEntry.objects.filter(user=request.user), LEDGER_PAGE_SIZE)
     context = {
         "balance": ledger.balance(user=request.user),
         "form": form,
@@ -105,7 +108,7 @@ def _render_home(request, *, form, request_token, status=HTTPStatus.OK):
         "max_topup_usd": settings.STRIPE_MAX_TOPUP_USD,
         "stripe_configured": stripe.is_configured(),
         "topups": TopUp.objects.filter(user=request.user)[:RECENT_TOPUPS],
-        "entries": entries,
+        "entries": ledger_pages.get_page(request.GET.get("page")),
     }
     return render(request, "billing/home.html", context, status=status)
 

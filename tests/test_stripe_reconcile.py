@@ -108,7 +108,7 @@ def test_reconcile_looks_back_30_days_by_default(alice, stripe_api):
 
 
 def test_reconcile_reports_stripe_errors(alice, stripe_api):
-    stripe_api.route("GET", SESSIONS_PATH, lambda request: (401, stripe_error("Invalid API Key", "invalid_request_error")))
+    stripe_api.route("GET", SESSIONS_PATH, lambda request: (401, stripe_error("Invalid API Key")))
 
     with pytest.raises(CommandError, match="Invalid API Key"):
         reconcile()
