@@ -447,3 +447,27 @@ def test_one_client_is_shared_by_concurrent_generations(fake_runware):
     assert len(results) == 16
     assert len({image.details["taskUUID"] for image in results}) == 16
     assert all(image.cost_usd == Decimal("0.0013") and image.seed == 7 for image in results)
+
+
+@pytest.mark.django_db
+def test_a_data_uri_answer_is_understood(client, alice, alice_key, fake_runware):
+    def answer_with_data_uri(task):
+        encoded = base64.b64encode(webp((task["width"], task["height"]))).decode()
+        return {"data": [{"taskType": "imageInference", "taskUUID": task["taskUUID"],
+                          "imageDataURI": f"data:image/webp;base64,{encoded}"}]}
+
+    fake_runware._answer = answer_with_data_uri
+    response = generate(client, alice_key, {"prompt": "a cat"})
+
+    assert response.status_code == HTTPStatus.OK
+    assert fetch_image(client, response.json()["image_url"]).size == (832, 1280)
+    assert Generation.objects.get(user=alice).backend_cost_usd is None
+
+
+def test_seed_zero_is_sent_as_a_seed_runware_accepts(fake_runware):
+    request = ImageRequest(prompt="a cat", negative_prompt="", width=832, height=1280, allow_nsfw=True, seed=0)
+
+    image = backends.get_backend("runware").generate(request, deadline=time.monotonic() + 10)
+
+    assert fake_runware.tasks[0]["seed"] == runware.RUNWARE_SEED_FOR_ZERO >= 1
+    assert image.seed == runware.RUNWARE_SEED_FOR_ZERO

@@ -11,7 +11,6 @@ import binascii
 import json
 import logging
 import random
-import threading
 import time
 import uuid
 from decimal import Decimal, InvalidOperation
@@ -67,8 +66,6 @@ class RunwareBackend(GenerationBackend):
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
             follow_redirects=False,
         )
-        self._random = random.Random()
-        self._random_lock = threading.Lock()
 
     def generate(self, request: ImageRequest, *, deadline: float) -> BackendImage:
         max_tries = settings.RUNWARE_MAX_RETRIES + 1
@@ -216,8 +213,8 @@ class RunwareBackend(GenerationBackend):
         return httpx.Timeout(remaining, connect=min(CONNECT_TIMEOUT_S, remaining))
 
     def _backoff_s(self, attempt: int, retry_after_s: float | None) -> float:
-        with self._random_lock:
-            delay = self._random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt))
+        # Full jitter, so workers that failed together do not come back together.
+        delay = random.uniform(0, min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2**attempt))
         return max(delay, retry_after_s or 0.0)
 
 
