@@ -6,8 +6,8 @@ in one transaction here and nowhere else.
 
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
 
 from .models import LedgerEntry, Wallet
 
@@ -29,32 +29,51 @@ def _as_usd(amount) -> Decimal:
     return amount.quantize(Decimal("0.000001"))
 
 
-def _wallet_id(user) -> int:
-    wallet, _ = Wallet.objects.get_or_create(user=user)
-    return wallet.pk
+def _add_to_wallet(*, user, amount: Decimal, require_funds: bool) -> Decimal | None:
+    """Move the cached balance by `amount` in one statement; the new balance, or None when
+    `require_funds` and the balance does not cover it (the conditional UPDATE is what makes two
+    concurrent spenders unable to take the same cent)."""
+    condition = " AND balance >= %s" if require_funds else ""
+    params = [amount, user.pk] + ([-amount] if require_funds else [])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE billing_wallet SET balance = balance + %s, updated_at = CURRENT_TIMESTAMP "
+            f"WHERE user_id = %s{condition} RETURNING balance",
+            params,
+        )
+        row = cursor.fetchone()
+    if row is None and not require_funds:
+        Wallet.objects.get_or_create(user=user)
+        return _add_to_wallet(user=user, amount=amount, require_funds=False)
+    # str() first: SQLite hands back a float, PostgreSQL a Decimal.
+    return None if row is None else _as_usd(str(row[0]))
 
 
-def _book(*, user, amount: Decimal, kind: str, reference: str, memo: str, require_funds: bool) -> LedgerEntry:
-    wallet_id = _wallet_id(user)
-    with transaction.atomic():
-        wallets = Wallet.objects.filter(pk=wallet_id)
-        if require_funds:
-            # One conditional UPDATE: of two concurrent spenders only one can take the same cent.
-            wallets = wallets.filter(balance__gte=-amount)
-        if not wallets.update(balance=F("balance") + amount):
-            raise InsufficientBalance()
-        balance_after = Wallet.objects.values_list("balance", flat=True).get(pk=wallet_id)
-        try:
-            with transaction.atomic():
-                return LedgerEntry.objects.create(
+def _book(*, user, amount: Decimal, kind: str, reference: str, memo: str, require_funds: bool,
+          savepoint: bool = True) -> LedgerEntry:
+    """Write the entry and move the wallet, in one transaction.
+
+    With savepoint=False (the hot path) a duplicate reference spoils an enclosing transaction:
+    only use it where the caller lets DuplicateReference propagate.
+    """
+    try:
+        with transaction.atomic(savepoint=savepoint):
+            balance_after = _add_to_wallet(user=user, amount=amount, require_funds=require_funds)
+            if balance_after is None:
+                entry = None
+            else:
+                entry = LedgerEntry.objects.create(
                     user=user, kind=kind, amount=amount, balance_after=balance_after,
                     reference=reference, memo=memo[:255],
                 )
-        except IntegrityError as exc:
-            if LedgerEntry.objects.filter(reference=reference).exists():
-                # Leaving the outer atomic with an exception undoes the balance change too.
-                raise DuplicateReference(reference) from exc
-            raise
+    except IntegrityError as exc:
+        # Leaving the atomic block with the error has undone the balance change too.
+        if "reference" in str(exc):
+            raise DuplicateReference(reference) from exc
+        raise
+    if entry is None:
+        raise InsufficientBalance()
+    return entry
 
 
 def credit(*, user, amount, kind: str, reference: str, memo: str = "") -> LedgerEntry:
@@ -74,11 +93,13 @@ def debit(*, user, amount, kind: str, reference: str, memo: str = "") -> LedgerE
 
 
 def reserve(*, user, amount, reference: str, memo: str = "") -> LedgerEntry:
-    """Charge up front, only if the balance covers it. Raises InsufficientBalance otherwise."""
+    """Charge up front, only if the balance covers it. Raises InsufficientBalance otherwise
+    (after its own block, so an enclosing transaction stays usable)."""
     amount = _as_usd(amount)
     if amount <= 0:
         raise ValueError("reserve amount must be positive")
-    return _book(user=user, amount=-amount, kind=Kind.CHARGE, reference=reference, memo=memo, require_funds=True)
+    return _book(user=user, amount=-amount, kind=Kind.CHARGE, reference=reference, memo=memo, require_funds=True,
+                 savepoint=False)
 
 
 def refund(*, charge: LedgerEntry, memo: str = "") -> LedgerEntry | None:

@@ -5,7 +5,6 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import ledger
 from config.errors import ApiError, error_body
 
 from . import idempotency, limits, pipeline
@@ -91,7 +90,7 @@ def answer_for(generation: Generation, *, request) -> tuple[int, dict]:
             "image_url": pipeline.images.image_url(generation.image, request=request),
             "enhanced_prompt": generation.enhanced_prompt,
             # A JSON number, as the reference says; the ledger itself stays Decimal.
-            "balance_usd": float(ledger.balance(user=generation.user)),
+            "balance_usd": float(generation.balance_after),
             "generation_time_ms": generation.total_ms,
         }
     if generation.error_code == "INSUFFICIENT_BALANCE":

@@ -62,9 +62,10 @@ def start_generation(*, user, api_key, params: GenerationParams, request_id: str
         backend=settings.GENERATION_BACKEND, cost_usd=price,
     )
     with transaction.atomic():
-        generation.save()
+        generation.save(force_insert=True)
         try:
-            ledger.reserve(user=user, amount=price, reference=generation.charge_reference)
+            charge = ledger.reserve(user=user, amount=price, reference=generation.charge_reference)
+            generation.balance_after = charge.balance_after
         except ledger.InsufficientBalance:
             generation.status = Status.FAILED
             generation.error_code = "INSUFFICIENT_BALANCE"
@@ -74,12 +75,12 @@ def start_generation(*, user, api_key, params: GenerationParams, request_id: str
     return generation
 
 
-def fail_generation(*, generation_id, code: str, detail: str = "") -> bool:
+def fail_generation(*, generation_id, code: str, detail: str = "", **fields) -> bool:
     """Mark an unfinished generation failed and refund its charge, atomically, once."""
     with transaction.atomic():
         failed = Generation.objects.filter(pk=generation_id, status__in=[Status.PENDING, Status.RUNNING]).update(
             status=Status.FAILED, error_code=code, error_detail=detail[:5000], cost_usd=Decimal("0"),
-            finished_at=timezone.now(),
+            finished_at=timezone.now(), **fields,
         )
         if failed:
             charge = LedgerEntry.objects.filter(reference=f"generation:{generation_id}").first()
@@ -103,67 +104,70 @@ def _generate_checked(backend, request: ImageRequest, *, deadline: float):
     return image
 
 
-def run_generation(*, generation_id, deadline_at: float) -> None:
+def run_generation(*, generation_id, deadline_at: float) -> dict:
     """The worker's part. Safe to run twice for one id: only the first claim does anything.
 
-    `deadline_at` is a Unix time: the API's deadline, queue time included.
+    `deadline_at` is a Unix time: the API's deadline, queue time included. Returns the outcome
+    (the row's final fields) so the waiting web process needs no extra query to answer.
     """
     claimed = Generation.objects.filter(pk=generation_id, status=Status.PENDING).update(
         status=Status.RUNNING, started_at=timezone.now()
     )
     if not claimed:
-        return
+        return {}
     generation = Generation.objects.get(pk=generation_id)
-    generation.queue_ms = _ms(generation.started_at - generation.created_at)
     deadline = time.monotonic() + (deadline_at - time.time())
+    outcome = {"queue_ms": _ms(generation.started_at - generation.created_at)}
     try:
         if generation.enhance:
             enhanced = enhance.enhance_prompt(generation.prompt, allow_nsfw=generation.allow_nsfw)
-            generation.enhanced_prompt, generation.negative_prompt = enhanced.prompt, enhanced.negative_prompt
+            outcome["enhanced_prompt"], outcome["negative_prompt"] = enhanced.prompt, enhanced.negative_prompt
         else:
-            generation.enhanced_prompt = generation.prompt
-            generation.negative_prompt = enhance.negative_prompt(allow_nsfw=generation.allow_nsfw)
-        Generation.objects.filter(pk=generation_id).update(
-            enhanced_prompt=generation.enhanced_prompt, negative_prompt=generation.negative_prompt,
-            queue_ms=generation.queue_ms,
-        )
+            outcome["enhanced_prompt"] = generation.prompt
+            outcome["negative_prompt"] = enhance.negative_prompt(allow_nsfw=generation.allow_nsfw)
         request = ImageRequest(
-            prompt=generation.enhanced_prompt, negative_prompt=generation.negative_prompt,
+            prompt=outcome["enhanced_prompt"], negative_prompt=outcome["negative_prompt"],
             width=generation.width, height=generation.height, allow_nsfw=generation.allow_nsfw,
             seed=generation.seed, request_id=generation.request_id,
         )
         started = time.perf_counter()
         image = _generate_checked(get_backend(generation.backend), request, deadline=deadline)
-        generate_ms = _ms_since(started)
+        outcome["generate_ms"] = _ms_since(started)
         data = images.to_webp(image.data, width=generation.width, height=generation.height)
         name = images.store_image(data)
-    except NsfwContentBlocked:
-        fail_generation(generation_id=generation_id, code="NSFW_CONTENT_BLOCKED", detail="flagged twice")
-        return
-    except BackendError as exc:
-        code = f" [{exc.provider_code}]" if exc.provider_code else ""
-        fail_generation(generation_id=generation_id, code="GENERATION_FAILED", detail=f"{exc.detail}{code}")
-        return
-    except images.InvalidImage as exc:
-        fail_generation(generation_id=generation_id, code="GENERATION_FAILED", detail=f"invalid image: {exc}")
-        return
     except Exception as exc:
-        log.exception("generation %s crashed", generation_id)
-        fail_generation(generation_id=generation_id, code="GENERATION_FAILED", detail=f"{type(exc).__name__}: {exc}")
-        return
+        code, detail = _failure(exc, generation_id)
+        fail_generation(generation_id=generation_id, code=code, detail=detail, **outcome)
+        return {**outcome, "status": Status.FAILED, "error_code": code}
 
+    outcome.update(status=Status.SUCCEEDED, image=name, seed=image.seed, model=image.model)
     finished = Generation.objects.filter(pk=generation_id, status=Status.RUNNING).update(
-        status=Status.SUCCEEDED, image=name, seed=image.seed, model=image.model,
-        backend_cost_usd=image.cost_usd, details=image.details, generate_ms=generate_ms,
-        finished_at=timezone.now(),
+        **outcome, backend_cost_usd=image.cost_usd, details=image.details, finished_at=timezone.now(),
     )
     if not finished:
         # The web side timed out and refunded meanwhile: nobody will ever be shown this image.
         images.delete_image(name)
+        return {}
+    return outcome
+
+
+def _failure(exc: Exception, generation_id) -> tuple[str, str]:
+    """The API's error code and the admin-only detail for an exception of the pipeline."""
+    if isinstance(exc, NsfwContentBlocked):
+        return "NSFW_CONTENT_BLOCKED", "flagged twice"
+    if isinstance(exc, BackendError):
+        return "GENERATION_FAILED", exc.detail + (f" [{exc.provider_code}]" if exc.provider_code else "")
+    if isinstance(exc, images.InvalidImage):
+        return "GENERATION_FAILED", f"invalid image: {exc}"
+    log.exception("generation %s crashed", generation_id)
+    return "GENERATION_FAILED", f"{type(exc).__name__}: {exc}"
 
 
 def generate_and_wait(*, user, api_key, params: GenerationParams, request_id: str = "") -> Generation:
-    """Charge, hand the work to a worker (queue `generate`), wait for it, return the final row."""
+    """Charge, hand the work to a worker (queue `generate`), wait for it, return the final row.
+
+    The returned instance carries `balance_after`: the user's balance right after the charge.
+    """
     from .tasks import run_generation_task
 
     started = time.perf_counter()
@@ -171,17 +175,22 @@ def generate_and_wait(*, user, api_key, params: GenerationParams, request_id: st
     if generation.status == Status.FAILED:
         return generation
     deadline_at = time.time() + settings.GENERATION_TIMEOUT_S
+    outcome = {}
     try:
         result = run_generation_task.apply_async(args=[str(generation.id), deadline_at])
-        result.get(timeout=settings.GENERATION_TIMEOUT_S + WAIT_GRACE_S, propagate=False, disable_sync_subtasks=False)
+        outcome = result.get(timeout=settings.GENERATION_TIMEOUT_S + WAIT_GRACE_S, propagate=False,
+                             disable_sync_subtasks=False)
     except CeleryTimeout:
         fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="timed out waiting for the worker")
     except Exception as exc:  # the broker or result store is unreachable
         log.exception("could not run generation %s", generation.id)
         fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
-    generation.refresh_from_db()
-    if generation.status in (Status.PENDING, Status.RUNNING):
-        # The task ended without recording an outcome (a worker that died mid-task).
+    if isinstance(outcome, dict) and outcome.get("status") in (Status.SUCCEEDED, Status.FAILED):
+        for field, value in outcome.items():
+            setattr(generation, field, value)
+    else:
+        # No outcome came back (a timeout, a dead worker, a redelivered task): the row decides,
+        # and anything still unfinished is failed and refunded here.
         fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="no outcome recorded")
         generation.refresh_from_db()
     generation.total_ms = _ms_since(started)
