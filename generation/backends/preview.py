@@ -27,8 +27,9 @@ class PreviewBackend(GenerationBackend):
         small = ImageFont.load_default(size=max(14, request.width // 40))
         margin = request.width // 16
         draw.rectangle([margin // 2, margin // 2, request.width - margin // 2, margin * 2], fill=(0, 0, 0))
-        draw.text((margin, margin * 0.75), "PREVIEW — not a generated image", fill=(255, 255, 255), font=font)
-        body = "\n".join(textwrap.wrap(request.prompt, width=48)[:18])
+        draw.text((margin, margin * 0.75), "PREVIEW - not a generated image", fill=(255, 255, 255), font=font)
+        chars_per_line = max(20, int((request.width - 2 * margin) / (small.size * 0.55)))
+        body = "\n".join(textwrap.wrap(request.prompt, width=chars_per_line)[:18])
         draw.multiline_text((margin, margin * 3), body, fill=(255, 255, 255), font=small, spacing=6,
                             stroke_width=2, stroke_fill=(0, 0, 0))
         draw.text((margin, request.height - margin * 1.5), f"{request.width}x{request.height} · seed {request.seed}",
