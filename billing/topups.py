@@ -8,7 +8,7 @@ deliveries, the reconcile command), each cent is booked once:
 - a dispute: DISPUTE, reference = the dispute id; a won dispute: DISPUTE_WON, "<dispute id>:won"
 
 The functions take Stripe objects as plain dicts (from a webhook event or billing.stripe) and
-return an Outcome for the event log. Stripe calls never run inside a database transaction.
+return a Result for the event log. Stripe calls never run inside a database transaction.
 """
 
 import logging
@@ -30,12 +30,14 @@ log = logging.getLogger(__name__)
 
 Outcome = StripeEvent.Outcome
 PRESET_AMOUNTS_USD = (Decimal("5"), Decimal("10"), Decimal("25"), Decimal("50"))
-# Stripe moves these through the refund's lifetime; a failed or canceled refund took no money.
+# A refund takes the money while pending or once succeeded; a failed or canceled one took none.
 REFUND_STATUSES_THAT_TAKE_MONEY = ("pending", "succeeded")
 
 
 @dataclass(frozen=True)
 class Result:
+    """What handling one Stripe object came to: a StripeEvent outcome and a line for the admin."""
+
     outcome: str
     detail: str
 
@@ -147,7 +149,7 @@ def book_charge_refunds(*, charge: dict) -> Result:
 
 
 def book_dispute_opened(*, dispute: dict) -> Result:
-    """Flag the account and take the disputed amount (charge.dispute.created)."""
+    """Flag the account and take the disputed amount (charge.dispute.created, .funds_withdrawn)."""
     topup = _topup_of_dispute(dispute)
     if topup is None:
         return Result(Outcome.IGNORED, f"dispute {dispute['id']} is not on a top-up")

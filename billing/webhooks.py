@@ -31,6 +31,8 @@ HANDLERS: dict[str, Callable[[dict], topups.Result]] = {
     ),
     "charge.refunded": lambda charge: topups.book_charge_refunds(charge=charge),
     "charge.dispute.created": lambda dispute: topups.book_dispute_opened(dispute=dispute),
+    # An inquiry that escalates into a chargeback keeps its id; this is when its money goes.
+    "charge.dispute.funds_withdrawn": lambda dispute: topups.book_dispute_opened(dispute=dispute),
     "charge.dispute.closed": lambda dispute: topups.book_dispute_closed(dispute=dispute),
 }
 

@@ -446,6 +446,26 @@ def test_inquiry_flags_the_account_without_taking_money(alice, alice_paid):
     assert AccountFlag.objects.filter(user=alice).count() == 1
 
 
+def test_inquiry_that_escalates_is_debited_once(alice, alice_paid):
+    deliver(stripe_event("charge.dispute.created", dispute(status="warning_needs_response")))
+
+    withdrawn = stripe_event("charge.dispute.funds_withdrawn", dispute(status="needs_response"))
+    assert deliver(withdrawn).json()["outcome"] == "booked"
+
+    assert_balance(alice, "1")
+    assert LedgerEntry.objects.filter(kind=Kind.DISPUTE).count() == 1
+    assert AccountFlag.objects.filter(user=alice).count() == 1
+
+
+def test_funds_withdrawn_after_created_is_not_debited_twice(alice, alice_paid):
+    deliver(stripe_event("charge.dispute.created", dispute()))
+
+    response = deliver(stripe_event("charge.dispute.funds_withdrawn", dispute()))
+
+    assert response.json()["outcome"] == "already_booked"
+    assert_balance(alice, "1")
+
+
 def test_unknown_event_is_stored_and_ignored(alice, stripe_api):
     event = stripe_event("customer.created", {"id": "cus_1", "object": "customer"})
 
