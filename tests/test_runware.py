@@ -41,6 +41,12 @@ def png(size):
     return buffer.getvalue()
 
 
+class StandInServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # a handler still sleeping must not hold up the test's teardown
+    request_queue_size = 64  # the default of 5 drops connections when many threads connect at once
+
+
 class FakeRunware:
     """What the stand-in answers, and what it was sent.
 
@@ -60,9 +66,7 @@ class FakeRunware:
         self.released = threading.Event()
         self.served_images = {}
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
+        self.server = StandInServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
         self.base = f"http://127.0.0.1:{self.server.server_port}"
 
