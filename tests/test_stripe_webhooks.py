@@ -77,6 +77,13 @@ def kinds(user):
     return sorted(LedgerEntry.objects.filter(user=user).values_list("kind", flat=True))
 
 
+def events():
+    return sorted(StripeEvent.objects.values_list("type", "outcome"))
+
+
+PAID_EVENT = ("checkout.session.completed", Outcome.BOOKED)
+
+
 def assert_balance(user, expected):
     assert ledger.balance(user=user) == Decimal(expected) == ledger.ledger_sum(user=user)
 
@@ -106,6 +113,7 @@ def test_paid_session_credits_the_balance_and_stores_the_receipt(alice, charlie,
     assert response.json() == {"received": True, "outcome": "booked"}
     assert_balance(alice, "11")
     assert_balance(charlie, "1")
+    assert kinds(alice) == [Kind.ADJUSTMENT, Kind.TOPUP]
     entry = LedgerEntry.objects.get(reference=SESSION_ID)
     assert (entry.user, entry.kind, entry.amount) == (alice, Kind.TOPUP, Decimal("10"))
     alice_topup.refresh_from_db()
@@ -139,7 +147,7 @@ def test_badly_signed_events_are_refused(alice, alice_topup, make_signature):
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json() == {"error": "Invalid or expired Stripe signature", "code": "INVALID_SIGNATURE"}
     assert_balance(alice, "1")
-    assert not LedgerEntry.objects.filter(kind=Kind.TOPUP).exists()
+    assert kinds(alice) == [Kind.ADJUSTMENT]
     assert not StripeEvent.objects.exists()
     alice_topup.refresh_from_db()
     assert alice_topup.status == TopUp.Status.PENDING
@@ -156,6 +164,7 @@ def test_tampered_body_is_refused(alice, alice_topup):
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["code"] == "INVALID_SIGNATURE"
     assert_balance(alice, "1")
+    assert kinds(alice) == [Kind.ADJUSTMENT]
     assert not StripeEvent.objects.exists()
 
 
@@ -169,6 +178,7 @@ def test_signed_body_that_is_not_an_event_is_refused(alice, stripe_api, body):
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json() == {"error": "Body is not a Stripe event", "code": "INVALID_PAYLOAD"}
     assert_balance(alice, "1")
+    assert kinds(alice) == [Kind.ADJUSTMENT]
     assert not StripeEvent.objects.exists()
 
 
@@ -194,7 +204,7 @@ def test_same_session_under_two_event_ids_is_booked_once(alice, alice_topup):
     assert deliver(succeeded).json()["outcome"] == "already_booked"
 
     assert_balance(alice, "11")
-    assert LedgerEntry.objects.filter(kind=Kind.TOPUP).count() == 1
+    assert kinds(alice) == [Kind.ADJUSTMENT, Kind.TOPUP]
     assert dict(StripeEvent.objects.values_list("stripe_event_id", "outcome")) == {
         completed["id"]: Outcome.BOOKED,
         succeeded["id"]: Outcome.ALREADY_BOOKED,
@@ -255,6 +265,7 @@ def test_unpaid_session_waits_for_async_payment_succeeded(alice, charlie, alice_
 
     assert_balance(alice, "11")
     assert_balance(charlie, "1")
+    assert kinds(alice) == [Kind.ADJUSTMENT, Kind.TOPUP]
     alice_topup.refresh_from_db()
     assert alice_topup.status == TopUp.Status.PAID
     assert dict(StripeEvent.objects.values_list("stripe_event_id", "outcome")) == {
@@ -278,9 +289,10 @@ def test_failed_or_expired_session_is_recorded_without_credit(alice, alice_topup
     assert response.status_code == HTTPStatus.OK
     assert response.json()["outcome"] == "recorded"
     assert_balance(alice, "1")
+    assert kinds(alice) == [Kind.ADJUSTMENT]
     alice_topup.refresh_from_db()
     assert alice_topup.status == status
-    assert StripeEvent.objects.get().outcome == Outcome.RECORDED
+    assert events() == [(event_type, Outcome.RECORDED)]
 
 
 def test_late_expired_event_does_not_undo_a_payment(alice, alice_paid):
@@ -289,6 +301,8 @@ def test_late_expired_event_does_not_undo_a_payment(alice, alice_paid):
     alice_paid.refresh_from_db()
     assert alice_paid.status == TopUp.Status.PAID
     assert_balance(alice, "11")
+    assert kinds(alice) == [Kind.ADJUSTMENT, Kind.TOPUP]
+    assert events() == [PAID_EVENT, ("checkout.session.expired", Outcome.RECORDED)]
 
 
 def test_paid_session_we_never_stored_is_booked_from_its_metadata(alice, charlie, stripe_api):
@@ -298,6 +312,8 @@ def test_paid_session_we_never_stored_is_booked_from_its_metadata(alice, charlie
 
     assert_balance(charlie, "26")
     assert_balance(alice, "1")
+    assert kinds(charlie) == [Kind.ADJUSTMENT, Kind.TOPUP]
+    assert events() == [PAID_EVENT]
     topup = TopUp.objects.get(checkout_session_id="cs_test_lost_row")
     assert (topup.user, topup.amount, topup.status) == (charlie, Decimal("25"), TopUp.Status.PAID)
 
@@ -310,6 +326,8 @@ def test_session_that_is_not_a_top_up_is_ignored(alice, stripe_api):
     assert response.status_code == HTTPStatus.OK
     assert response.json()["outcome"] == "ignored"
     assert_balance(alice, "1")
+    assert kinds(alice) == [Kind.ADJUSTMENT]
+    assert events() == [("checkout.session.completed", Outcome.IGNORED)]
     assert not TopUp.objects.exists()
 
 
@@ -328,6 +346,8 @@ def test_refund_after_spend_takes_the_balance_negative(alice, charlie, alice_pai
     with pytest.raises(ledger.InsufficientBalance):
         ledger.reserve(user=alice, amount="0.009", reference="gen:after-refund")
     assert_balance(alice, "-9.5")
+    assert kinds(alice) == sorted([Kind.ADJUSTMENT, Kind.TOPUP, Kind.CHARGE, Kind.PAYMENT_REFUND])
+    assert events() == [("charge.refunded", Outcome.BOOKED), PAID_EVENT]
 
 
 def test_partial_refunds_in_sequence_each_debit_their_own_amount(alice, alice_paid):
@@ -346,7 +366,7 @@ def test_partial_refunds_in_sequence_each_debit_their_own_amount(alice, alice_pa
     assert sorted(LedgerEntry.objects.filter(kind=Kind.PAYMENT_REFUND).values_list("reference", "amount")) == [
         ("re_1", Decimal("-3")), ("re_2", Decimal("-2")),
     ]
-    assert StripeEvent.objects.filter(type="charge.refunded").count() == 2
+    assert events() == [("charge.refunded", Outcome.BOOKED)] * 2 + [PAID_EVENT]
 
 
 def test_refunds_are_fetched_when_the_event_does_not_carry_them(alice, alice_paid, stripe_api):
@@ -357,7 +377,9 @@ def test_refunds_are_fetched_when_the_event_does_not_carry_them(alice, alice_pai
 
     assert response.json()["outcome"] == "booked"
     assert_balance(alice, "8.5")
+    assert kinds(alice) == sorted([Kind.ADJUSTMENT, Kind.TOPUP, Kind.PAYMENT_REFUND])
     assert not LedgerEntry.objects.filter(reference="re_b").exists()
+    assert events() == [("charge.refunded", Outcome.BOOKED), PAID_EVENT]
     [listing] = stripe_api.requests_to("GET", "/v1/refunds")
     assert listing.query["charge"] == CHARGE_ID
 
@@ -379,6 +401,7 @@ def test_stripe_failure_answers_500_and_the_retry_books(alice, alice_paid, strip
     assert deliver(event).json()["outcome"] == "booked"
 
     assert_balance(alice, "1")
+    assert kinds(alice) == sorted([Kind.ADJUSTMENT, Kind.TOPUP, Kind.PAYMENT_REFUND])
     stored.refresh_from_db()
     assert (stored.outcome, stored.delivery_count) == (Outcome.BOOKED, 2)
 
@@ -392,6 +415,8 @@ def test_refund_of_a_charge_that_is_not_a_top_up_is_ignored(alice, charlie, stri
     assert response.json()["outcome"] == "ignored"
     assert_balance(alice, "1")
     assert_balance(charlie, "1")
+    assert kinds(alice) == kinds(charlie) == [Kind.ADJUSTMENT]
+    assert events() == [("charge.refunded", Outcome.IGNORED)]
     [lookup] = stripe_api.requests_to("GET", "/v1/checkout/sessions")
     assert lookup.query["payment_intent"] == "pi_someone_elses"
 
@@ -413,6 +438,12 @@ def test_dispute_debits_and_flags_then_a_win_credits_back(alice, charlie, alice_
     assert_balance(alice, "11")
     assert_balance(charlie, "1")
     assert kinds(alice) == sorted([Kind.ADJUSTMENT, Kind.TOPUP, Kind.DISPUTE, Kind.DISPUTE_WON])
+    assert events() == [
+        ("charge.dispute.closed", Outcome.ALREADY_BOOKED),
+        ("charge.dispute.closed", Outcome.BOOKED),
+        ("charge.dispute.created", Outcome.BOOKED),
+        PAID_EVENT,
+    ]
     flag.refresh_from_db()
     assert flag.closed_at is not None
     assert flag.resolution == "won"
@@ -425,6 +456,10 @@ def test_lost_dispute_keeps_the_debit(alice, alice_paid):
 
     assert response.json()["outcome"] == "recorded"
     assert_balance(alice, "1")
+    assert kinds(alice) == sorted([Kind.ADJUSTMENT, Kind.TOPUP, Kind.DISPUTE])
+    assert events() == [
+        ("charge.dispute.closed", Outcome.RECORDED), ("charge.dispute.created", Outcome.BOOKED), PAID_EVENT,
+    ]
     assert AccountFlag.objects.get().resolution == "lost"
 
 
@@ -435,7 +470,10 @@ def test_dispute_closed_before_created_still_nets_to_zero(alice, alice_paid):
     assert deliver(stripe_event("charge.dispute.created", dispute())).json()["outcome"] == "already_booked"
 
     assert_balance(alice, "11")
-    assert LedgerEntry.objects.filter(kind=Kind.DISPUTE).count() == 1
+    assert kinds(alice) == sorted([Kind.ADJUSTMENT, Kind.TOPUP, Kind.DISPUTE, Kind.DISPUTE_WON])
+    assert events() == [
+        ("charge.dispute.closed", Outcome.BOOKED), ("charge.dispute.created", Outcome.ALREADY_BOOKED), PAID_EVENT,
+    ]
 
 
 def test_inquiry_flags_the_account_without_taking_money(alice, alice_paid):
@@ -443,6 +481,8 @@ def test_inquiry_flags_the_account_without_taking_money(alice, alice_paid):
 
     assert response.json()["outcome"] == "recorded"
     assert_balance(alice, "11")
+    assert kinds(alice) == [Kind.ADJUSTMENT, Kind.TOPUP]
+    assert events() == [("charge.dispute.created", Outcome.RECORDED), PAID_EVENT]
     assert AccountFlag.objects.filter(user=alice).count() == 1
 
 
@@ -453,7 +493,10 @@ def test_inquiry_that_escalates_is_debited_once(alice, alice_paid):
     assert deliver(withdrawn).json()["outcome"] == "booked"
 
     assert_balance(alice, "1")
-    assert LedgerEntry.objects.filter(kind=Kind.DISPUTE).count() == 1
+    assert kinds(alice) == sorted([Kind.ADJUSTMENT, Kind.TOPUP, Kind.DISPUTE])
+    assert events() == [
+        ("charge.dispute.created", Outcome.RECORDED), ("charge.dispute.funds_withdrawn", Outcome.BOOKED), PAID_EVENT,
+    ]
     assert AccountFlag.objects.filter(user=alice).count() == 1
 
 
@@ -464,6 +507,7 @@ def test_funds_withdrawn_after_created_is_not_debited_twice(alice, alice_paid):
 
     assert response.json()["outcome"] == "already_booked"
     assert_balance(alice, "1")
+    assert kinds(alice) == sorted([Kind.ADJUSTMENT, Kind.TOPUP, Kind.DISPUTE])
 
 
 def test_unknown_event_is_stored_and_ignored(alice, stripe_api):
@@ -473,8 +517,9 @@ def test_unknown_event_is_stored_and_ignored(alice, stripe_api):
 
     assert response.status_code == HTTPStatus.OK
     assert response.json() == {"received": True, "outcome": "ignored"}
-    assert StripeEvent.objects.get().type == "customer.created"
+    assert events() == [("customer.created", Outcome.IGNORED)]
     assert_balance(alice, "1")
+    assert kinds(alice) == [Kind.ADJUSTMENT]
 
 
 def test_webhook_answers_only_post(stripe_api):
@@ -494,3 +539,4 @@ def test_webhook_without_a_secret_configured_refuses_everything(alice, settings)
     assert response.json()["code"] == "SERVICE_UNAVAILABLE"
     assert not StripeEvent.objects.exists()
     assert_balance(alice, "1")
+    assert kinds(alice) == [Kind.ADJUSTMENT]
