@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from billing import ledger
@@ -178,6 +178,10 @@ def generate_and_wait(*, user, api_key, params: GenerationParams, request_id: st
     outcome = {}
     try:
         result = run_generation_task.apply_async(args=[str(generation.id), deadline_at])
+        if not result.ready() and not connection.in_atomic_block:
+            # Seconds of waiting on a GPU must not hold a database connection: give it back to
+            # the pool, so a web node's many waiting requests share a few connections.
+            connection.close()
         outcome = result.get(timeout=settings.GENERATION_TIMEOUT_S + WAIT_GRACE_S, propagate=False,
                              disable_sync_subtasks=False)
     except CeleryTimeout:

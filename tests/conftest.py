@@ -31,9 +31,10 @@ def _fresh_limits():
 
 @pytest.fixture(scope="session", autouse=True)
 def media_root(tmp_path_factory):
-    """Images go to a temporary MEDIA_ROOT, shared with the test worker process."""
+    """Images go to a temporary MEDIA_ROOT, shared with the test worker process. Passwords use
+    a fast hasher: the production one costs about a second per user on these machines."""
     root = tmp_path_factory.mktemp("media")
-    with override_settings(MEDIA_ROOT=str(root)):
+    with override_settings(MEDIA_ROOT=str(root), PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         yield str(root)
 
 
