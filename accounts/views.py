@@ -1,6 +1,105 @@
+"""The dashboard's pages: landing, dashboard, API keys, API docs."""
+
 from django.conf import settings
-from django.shortcuts import render
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.utils.cache import add_never_cache_headers
+from django.views.decorators.http import require_GET, require_http_methods
+from drf_spectacular.views import SpectacularSwaggerSplitView
+
+from generation.models import ORIENTATIONS
+
+from . import apidocs
+from .apikeys import TooManyKeys, create_api_key, revoke_api_key
+from .forms import ApiKeyForm
+from .models import ApiKey
+from .pages import dashboard_summary, owned_or_404, public_base_url, render_page
+
+REVOKED_KEYS_SHOWN = 20
 
 
+def _limits():
+    return {
+        "price": settings.ANIMEAPI_PRICE_USD,
+        "rate_limit": settings.ANIMEAPI_RATE_LIMIT_PER_MINUTE,
+        "daily_limit": settings.ANIMEAPI_DAILY_LIMIT,
+        "orientations": ORIENTATIONS,
+    }
+
+
+@require_GET
 def landing(request):
-    return render(request, "landing.html", {"price": settings.ANIMEAPI_PRICE_USD})
+    return render(request, "landing.html", {**_limits(), "base_url": public_base_url(request)})
+
+
+@login_required
+@require_GET
+def dashboard(request):
+    return render(request, "dashboard/page.html", {"summary": dashboard_summary(user=request.user), **_limits()})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def keys(request):
+    form = ApiKeyForm(request.POST if request.method == "POST" else None)
+    new_key = created = None
+    if form.is_valid():
+        try:
+            created, new_key = create_api_key(user=request.user, name=form.cleaned_data["name"])
+        except TooManyKeys:
+            form.add_error(None, f"You already have {settings.ANIMEAPI_MAX_KEYS_PER_USER} live keys, the most an "
+                                 "account can hold. Revoke one you no longer use, then create the new one.")
+        else:
+            form = ApiKeyForm()
+    user_keys = ApiKey.objects.filter(user=request.user)
+    context = {
+        "form": form,
+        "new_key": new_key,
+        "created": created,
+        "live_keys": user_keys.live(),
+        "revoked_keys": user_keys.filter(revoked_at__isnull=False).order_by("-revoked_at")[:REVOKED_KEYS_SHOWN],
+        "max_keys": settings.ANIMEAPI_MAX_KEYS_PER_USER,
+        "base_url": public_base_url(request),
+    }
+    response = render_page(request, "keys/page.html", context, partial="panel")
+    if new_key:
+        add_never_cache_headers(response)  # the only copy of the key must not linger in a cache
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def key_revoke(request, key_id):
+    api_key = owned_or_404(ApiKey, user=request.user, pk=key_id)
+    if request.method == "POST":
+        if revoke_api_key(api_key=api_key):
+            messages.success(request, f"Key “{api_key.name or api_key.prefix}” revoked. "
+                                      "Requests that use it now get 401 INVALID_KEY.")
+        return redirect("keys")
+    return render(request, "keys/revoke.html", {"api_key": api_key})
+
+
+@require_GET
+def docs(request):
+    return render(request, "docs/page.html", {
+        **_limits(),
+        "base_url": public_base_url(request),
+        "error_codes": apidocs.ERROR_CODES,
+        "headers": apidocs.HEADERS,
+    })
+
+
+class InteractiveDocsView(SpectacularSwaggerSplitView):
+    """Swagger UI under our Content-Security-Policy.
+
+    The split view serves its start-up script as a file (script-src 'self' holds); Swagger UI
+    itself sets inline styles, so this page alone allows them.
+    """
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        response["Content-Security-Policy"] = settings.CONTENT_SECURITY_POLICY.replace(
+            "style-src 'self'", "style-src 'self' 'unsafe-inline'"
+        )
+        return response

@@ -1,0 +1,85 @@
+"""The catalogue the /docs/ page renders: every error code and header the API can send.
+
+Each code gets the anchor #error-<CODE> on /docs/, so an error answer or a dashboard message can
+link straight to its explanation.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    status: int
+    code: str
+    meaning: str
+    fix: str
+
+    @property
+    def anchor(self) -> str:
+        return f"error-{self.code}"
+
+
+ERROR_CODES = [
+    ErrorCode(400, "INVALID_REQUEST", "The body is not a JSON object.",
+              'Send one JSON object, e.g. {"prompt": "…"}.'),
+    ErrorCode(400, "INVALID_JSON", "The body is not valid JSON.",
+              "Check quoting and commas; send UTF-8."),
+    ErrorCode(400, "INVALID_CONTENT_TYPE", "The Content-Type is not application/json.",
+              "Send Content-Type: application/json."),
+    ErrorCode(400, "INVALID_PROMPT", "prompt is missing, not a string, empty, or over 1000 characters after trimming.",
+              "Send a string of 1 to 1000 characters."),
+    ErrorCode(400, "INVALID_ORIENTATION", "orientation is not one of portrait, square or landscape.",
+              "Use one of the three values, or leave it out for portrait."),
+    ErrorCode(400, "INVALID_ALLOW_NSFW", "allowNSFW is not a JSON boolean.",
+              'Send true or false, not "false" or 0.'),
+    ErrorCode(400, "INVALID_ENHANCE", "enhance is not a JSON boolean.",
+              'Send true or false, not "true" or 1.'),
+    ErrorCode(400, "UNKNOWN_FIELD", "The body has a field the API does not know (names are case-sensitive).",
+              "Remove it or fix its spelling: allowNSFW, not allowNsfw."),
+    ErrorCode(400, "INVALID_IDEMPOTENCY_KEY", "The Idempotency-Key header is empty or longer than 255 characters.",
+              "Send a unique string per operation, such as a UUID."),
+    ErrorCode(401, "INVALID_KEY", "The Authorization header is missing, malformed, or names an unknown or revoked key.",
+              "Send Authorization: Bearer ank_… with a live key from the API keys page."),
+    ErrorCode(402, "INSUFFICIENT_BALANCE", "Your balance does not cover the price of an image.",
+              "Top up on the billing page; nothing was charged."),
+    ErrorCode(405, "METHOD_NOT_ALLOWED", "The endpoint does not accept this HTTP method.",
+              "Use POST for /api/generate."),
+    ErrorCode(409, "IDEMPOTENCY_IN_PROGRESS", "A request with the same Idempotency-Key is still being processed.",
+              "Wait for the first request to finish, then retry to get its answer."),
+    ErrorCode(413, "REQUEST_TOO_LARGE", "The body is larger than 64 KiB.",
+              "Send a shorter body; a prompt is at most 1000 characters."),
+    ErrorCode(422, "NSFW_CONTENT_BLOCKED", "allowNSFW was false and the image was flagged twice, so it was withheld.",
+              "Nothing was charged. Rephrase the prompt."),
+    ErrorCode(422, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was already used with a different body.",
+              "Use a new key for a new request."),
+    ErrorCode(429, "RATE_LIMIT_EXCEEDED", "More requests in the last minute than a key may send.",
+              "Wait for Retry-After seconds, then retry."),
+    ErrorCode(429, "DAILY_LIMIT_EXCEEDED", "Your account has generated its daily limit of images (UTC day).",
+              "The limit resets at midnight UTC; Retry-After says when."),
+    ErrorCode(500, "GENERATION_FAILED", "The image could not be generated.",
+              "The charge was refunded. Retry, ideally with the same Idempotency-Key."),
+    ErrorCode(503, "SERVICE_UNAVAILABLE", "A service the API depends on is briefly unavailable.",
+              "Nothing was charged. Retry after Retry-After seconds."),
+]
+
+
+@dataclass(frozen=True)
+class Header:
+    name: str
+    direction: str  # "request" or "response"
+    meaning: str
+
+
+HEADERS = [
+    Header("Authorization", "request", "Bearer ank_… — your API key. Required."),
+    Header("Content-Type", "request", "application/json. Required."),
+    Header("Idempotency-Key", "request",
+           "Optional. Retries with the same key and body within 24 hours return the first answer "
+           "(marked Idempotent-Replayed: true) and are charged once."),
+    Header("X-Request-ID", "both",
+           "Optional on requests (up to 128 of A–Z a–z 0–9 . _ : -); always on answers. Quote it when asking for help."),
+    Header("X-RateLimit-Limit", "response", "Requests allowed per minute for this key."),
+    Header("X-RateLimit-Remaining", "response", "Requests left in the current minute."),
+    Header("X-RateLimit-Reset", "response", "Unix time (seconds) when the window frees up."),
+    Header("Retry-After", "response", "Seconds to wait, on 429 and 503 answers."),
+]

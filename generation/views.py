@@ -1,0 +1,144 @@
+"""The dashboard's playground and usage history pages."""
+
+import datetime
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.parsers import FormParser
+from rest_framework.renderers import TemplateHTMLRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.pages import owned_or_404, render_page
+from billing import ledger
+
+from . import enhance, history, pipeline
+from .api import MAX_PROMPT_LENGTH, GenerateView, answer_for, parse_generate_request
+from .models import ORIENTATIONS, Generation
+from .throttles import FreeEndpointThrottle
+
+
+def playground_body(form) -> dict:
+    """The playground form as the API's JSON body. An unchecked box is absent from a form: false."""
+    return {
+        "prompt": form.get("prompt", ""),
+        "orientation": form.get("orientation") or "portrait",
+        "allowNSFW": form.get("allowNSFW") == "true",
+        "enhance": form.get("enhance") == "true",
+    }
+
+
+class PlaygroundFormParser(FormParser):
+    """Hands the API's own validation (parse_generate_request) exactly what a JSON client would send."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        return playground_body(super().parse(stream, media_type, parser_context))
+
+
+class PlaygroundFragmentMixin:
+    """An htmx fragment for the logged-in user (session + CSRF token in a header, not an API key).
+
+    Errors keep the API's status and headers but are rendered in words by the same template.
+    """
+
+    authentication_classes = [SessionAuthentication]
+    renderer_classes = [TemplateHTMLRenderer]
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)  # the API's {"error", "code"} body and headers
+        retry_after = response.get("Retry-After")
+        response.data = {"status": response.status_code, "body": response.data,
+                         "retry_after": int(retry_after) if retry_after else None}
+        response.exception = False  # render our template, not DRF's generic exception page
+        return response
+
+
+@extend_schema(exclude=True)
+class PlaygroundGenerateView(PlaygroundFragmentMixin, GenerateView):
+    """POST /playground/generate: the API's pipeline, limits and charge, for the user's session.
+
+    GenerateView's throttles bucket a keyless request per user, and its finalize_response gives
+    the daily quota back unless an image was delivered.
+    """
+
+    parser_classes = [PlaygroundFormParser]
+    template_name = "playground/page.html#result"
+
+    def post(self, request):
+        params = parse_generate_request(request)
+        generation = pipeline.generate_and_wait(
+            user=request.user, api_key=None, params=params, request_id=request.request_id
+        )
+        status, body = answer_for(generation, request=request)
+        request.image_delivered = status == 200
+        return Response({"status": status, "body": body, "generation": generation,
+                         "balance": ledger.balance(user=request.user)}, status=status)
+
+
+@extend_schema(exclude=True)
+class PlaygroundEnhanceView(PlaygroundFragmentMixin, APIView):
+    """GET /playground/enhance: the prompt the backend would receive, shown while the user types."""
+
+    throttle_classes = [FreeEndpointThrottle]
+    template_name = "playground/page.html#enhanced"
+
+    def get(self, request):
+        body = playground_body(request.query_params)
+        prompt = body["prompt"].strip()[:MAX_PROMPT_LENGTH]
+        if prompt and body["enhance"]:
+            prompt = enhance.enhance_prompt(prompt, allow_nsfw=body["allowNSFW"]).prompt
+        return Response({"status": 200, "preview": prompt, "enhance": body["enhance"]})
+
+
+@login_required
+@require_GET
+def playground(request):
+    # A prompt and orientation may come from "try again" links in the history.
+    orientation = request.GET.get("orientation")
+    return render(request, "playground/page.html", {
+        "balance": ledger.balance(user=request.user),
+        "price": settings.ANIMEAPI_PRICE_USD,
+        "prompt": request.GET.get("prompt", "")[:MAX_PROMPT_LENGTH],
+        "orientation": orientation if orientation in ORIENTATIONS else "portrait",
+        "orientations": ORIENTATIONS,
+        "max_prompt_length": MAX_PROMPT_LENGTH,
+    })
+
+
+@login_required
+@require_GET
+def usage_history(request):
+    form = history.HistoryFilterForm(request.GET, user=request.user)
+    rows = history.filter_generations(user=request.user, **form.filters)
+    start, end = history.chart_range(**form.filters)
+    return render_page(request, "history/page.html", {
+        "form": form,
+        "page": Paginator(rows, history.PAGE_SIZE).get_page(request.GET.get("page")),
+        "charts": history.usage_charts(history.daily_totals(rows, start=start, end=end)),
+        "filtered": bool(form.filters),
+    }, partial="results")
+
+
+@login_required
+@require_GET
+def usage_history_csv(request):
+    form = history.HistoryFilterForm(request.GET, user=request.user)
+    rows = history.filter_generations(user=request.user, **form.filters)
+    response = StreamingHttpResponse(history.csv_lines(rows, request=request), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="animeapi-history-{datetime.datetime.now(datetime.UTC):%Y-%m-%d}.csv"'
+    )
+    return response
+
+
+@login_required
+@require_GET
+def generation_detail(request, generation_id):
+    generation = owned_or_404(Generation.objects.select_related("api_key"), user=request.user, pk=generation_id)
+    return render(request, "history/detail.html", {"generation": generation})
