@@ -262,7 +262,7 @@ def _retry_after_s(response: httpx.Response) -> float | None:
     try:
         return max(0.0, float(response.headers.get("Retry-After", "")))
     except ValueError:
-        return None  # absent, or an HTTP date, which Runware does not send
+        return None  # absent, or an HTTP date: our own backoff applies
 
 
 def _decode_base64(encoded) -> bytes:
@@ -279,9 +279,10 @@ def _decimal_or_none(value) -> Decimal | None:
         return None
     try:
         # Through str, so 0.0013 stays 0.0013 rather than the float's binary expansion.
-        return Decimal(str(value))
+        cost = Decimal(str(value))
     except InvalidOperation:
         return None
+    return cost if cost.is_finite() else None
 
 
 def _int_or(value, default: int) -> int:
