@@ -26,6 +26,7 @@ from tests.conftest import generate
 
 API_KEY = "rw-test-key"
 MODEL = "civitai:1188071@1408658"
+SCHEDULER = "EulerAncestralDiscreteScheduler"
 SIZES = {"portrait": (832, 1280), "square": (1024, 1024), "landscape": (1280, 832)}
 
 
@@ -146,6 +147,9 @@ def fake_runware(settings, monkeypatch):
     settings.RUNWARE_API_KEY = API_KEY
     settings.RUNWARE_API_URL = fake.url
     settings.RUNWARE_MODEL = MODEL
+    settings.RUNWARE_STEPS = 28
+    settings.RUNWARE_CFG_SCALE = 5.0
+    settings.RUNWARE_SCHEDULER = SCHEDULER
     settings.RUNWARE_MAX_RETRIES = 3
     settings.GENERATION_TIMEOUT_S = 5
     monkeypatch.setattr(runware, "BACKOFF_BASE_S", 0.01)
@@ -197,7 +201,7 @@ def test_the_task_sent_is_runwares_documented_shape(client, alice, alice_key, fa
         "model": MODEL,
         "steps": 28,
         "CFGScale": 5.0,
-        "scheduler": "Euler Ancestral",
+        "scheduler": SCHEDULER,
         "seed": generation.seed or runware.RUNWARE_SEED_FOR_ZERO,
         "outputType": "base64Data",
         "outputFormat": "WEBP",
@@ -240,7 +244,7 @@ def test_success_records_cost_and_parameters(client, alice, alice_key, fake_runw
     assert generation.details["taskUUID"] == fake_runware.tasks[0]["taskUUID"]
     assert generation.details | {"taskUUID": "", "imageUUID": ""} == {
         "backend": "runware", "taskUUID": "", "imageUUID": "", "model": MODEL, "steps": 28, "CFGScale": 5.0,
-        "scheduler": "Euler Ancestral", "outputType": "base64Data", "tries": 1,
+        "scheduler": SCHEDULER, "outputType": "base64Data", "tries": 1,
     }
 
 
