@@ -212,12 +212,14 @@ def main():
             report(f"generate() {output_type}", concurrency, results, failures, standin_ms(), wall, cpu)
     runware.RunwareBackend.output_type = "base64Data"
 
-    if os.environ.get("DATABASE_URL"):
-        bench_pipeline(levels, args.requests, standin_ms)
-    else:
-        print("(set DATABASE_URL to add the whole eager /api/generate pipeline)")
-    shutil.rmtree(media, ignore_errors=True)
-    standin.terminate()
+    try:
+        if os.environ.get("DATABASE_URL"):
+            bench_pipeline(levels, args.requests, standin_ms)
+        else:
+            print("(set DATABASE_URL to add the whole eager /api/generate pipeline)")
+    finally:
+        shutil.rmtree(media, ignore_errors=True)
+        standin.terminate()
 
 
 def bench_pipeline(levels, total, standin_ms):
