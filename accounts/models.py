@@ -1,6 +1,12 @@
+import secrets
+
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
+
+
+def new_webhook_secret():
+    return "whsec_" + secrets.token_urlsafe(32)
 
 
 class UserManager(BaseUserManager):
@@ -33,6 +39,9 @@ class User(AbstractUser):
 
     username = None
     email = models.EmailField("e-mail address", unique=True)
+    # Signs the completion webhooks we send this user (as Stripe's whsec_ does); kept readable
+    # because signing needs it, and shown on the API keys page.
+    webhook_secret = models.CharField(max_length=64, default=new_webhook_secret, editable=False)
 
     USERNAME_FIELD = "email"
     REQUIRED_FIELDS = []

@@ -212,7 +212,9 @@ CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = REDIS_URL or "cache+memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = False
-CELERY_TASK_ROUTES = {"generation.tasks.*": {"queue": "generate"}}
+# Image work on `generate` (GPU workers); webhooks and housekeeping on the default queue, so a
+# slow receiver never holds a GPU.
+CELERY_TASK_ROUTES = {"generation.tasks.run_generation": {"queue": "generate"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -220,6 +222,9 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULE = {
+    "expire-stale-generations": {"task": "generation.tasks.expire_stale_generations", "schedule": 60.0},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
@@ -253,7 +258,7 @@ RUNWARE_API_URL = env("RUNWARE_API_URL", "https://api.runware.ai/v1")
 RUNWARE_MODEL = env("RUNWARE_MODEL", "civitai:1188071@1408658")
 RUNWARE_STEPS = envint("RUNWARE_STEPS", 28)
 RUNWARE_CFG_SCALE = envfloat("RUNWARE_CFG_SCALE", 5.0)
-RUNWARE_SCHEDULER = env("RUNWARE_SCHEDULER", "Euler Ancestral")
+RUNWARE_SCHEDULER = env("RUNWARE_SCHEDULER", "EulerAncestralDiscreteScheduler")  # "Euler a"
 RUNWARE_MAX_RETRIES = envint("RUNWARE_MAX_RETRIES", 3)
 # Hosts image URLs may be fetched from (besides RUNWARE_API_URL's own host).
 RUNWARE_IMAGE_HOSTS = envlist("RUNWARE_IMAGE_HOSTS", ["im.runware.ai", "cdn.runware.ai"])
@@ -263,6 +268,11 @@ GENERATION_BACKEND = env(
     "runware" if RUNWARE_API_KEY else "diffusers" if DIFFUSERS_MODEL else "preview",
 )
 GENERATION_TIMEOUT_S = envfloat("GENERATION_TIMEOUT_S", 60.0)
+# A charged generation still unfinished this long after it was created is failed and refunded
+# by the beat task (its worker died and no web process is waiting for it any more).
+GENERATION_LEASE_S = envfloat("GENERATION_LEASE_S", GENERATION_TIMEOUT_S + 120)
+# Completion webhooks go to public addresses only; tests and private deployments may lift that.
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = envbool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
 # Lossy WEBP settings: method 0-2 keeps encoding off the hot path (method 4 costs ~100 ms at 832x1280).
 WEBP_QUALITY = envint("WEBP_QUALITY", 90)
 WEBP_METHOD = envint("WEBP_METHOD", 1)

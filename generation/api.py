@@ -2,14 +2,16 @@
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ApiError, error_body
 
-from . import idempotency, limits, pipeline
+from . import idempotency, limits, pipeline, webhooks
 from .models import ORIENTATIONS, Generation
-from .throttles import DailyImageQuotaThrottle, PerKeyRateThrottle
+from .resources import answer_for, generation_resource
+from .throttles import DailyImageQuotaThrottle, FreeEndpointThrottle, PerKeyRateThrottle
 
 MAX_PROMPT_LENGTH = 1000
 MAX_BODY_BYTES = 64 * 1024
@@ -38,6 +40,15 @@ class GenerateInput(serializers.Serializer):
     orientation = serializers.ChoiceField(choices=list(ORIENTATIONS), default="portrait")
     allowNSFW = StrictBooleanField(default=True)  # noqa: N815 (the reference's field name)
     enhance = StrictBooleanField(default=True)
+    # Beyond the reference: answer 202 at once (also `Prefer: respond-async`), optionally calling
+    # webhook_url when the image is done.
+    async_ = StrictBooleanField(default=False, source="is_async", required=False)
+    webhook_url = StrictCharField(max_length=2000, required=False, default="")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["async"] = fields.pop("async_")  # `async` is a Python keyword
+        return fields
 
 
 class GenerateOutput(serializers.Serializer):
@@ -50,12 +61,15 @@ class GenerateOutput(serializers.Serializer):
 ErrorOutput = inline_serializer("Error", {"error": serializers.CharField(), "code": serializers.CharField()})
 
 FIELD_CODES = {"prompt": "INVALID_PROMPT", "orientation": "INVALID_ORIENTATION",
-               "allowNSFW": "INVALID_ALLOW_NSFW", "enhance": "INVALID_ENHANCE"}
+               "allowNSFW": "INVALID_ALLOW_NSFW", "enhance": "INVALID_ENHANCE", "async": "INVALID_ASYNC",
+               "webhook_url": "INVALID_WEBHOOK_URL"}
 FIELD_MESSAGES = {
     "prompt": f"prompt must be a string of 1 to {MAX_PROMPT_LENGTH} characters",
     "orientation": "orientation must be one of: portrait, square, landscape",
     "allowNSFW": "allowNSFW must be a boolean (true or false)",
     "enhance": "enhance must be a boolean (true or false)",
+    "async": "async must be a boolean (true or false)",
+    "webhook_url": "webhook_url must be an https URL of at most 2000 characters",
 }
 
 
@@ -78,27 +92,20 @@ def parse_generate_request(request) -> pipeline.GenerationParams:
             message = "prompt is required"
         raise ApiError(status_code=400, code=FIELD_CODES[field], message=message)
     values = serializer.validated_data
+    is_async = values["is_async"] or "respond-async" in request.headers.get("Prefer", "")
+    if values["webhook_url"]:
+        if not is_async:
+            raise ApiError(status_code=400, code="INVALID_WEBHOOK_URL",
+                           message="webhook_url needs an async request (\"async\": true or Prefer: respond-async)")
+        try:
+            webhooks.check_url(values["webhook_url"])
+        except webhooks.UnsafeWebhookUrl as exc:
+            raise ApiError(status_code=400, code="INVALID_WEBHOOK_URL", message=str(exc)) from None
     return pipeline.GenerationParams(
         prompt=values["prompt"], orientation=values["orientation"],
         allow_nsfw=values["allowNSFW"], enhance=values["enhance"],
+        is_async=is_async, webhook_url=values["webhook_url"],
     )
-
-
-def answer_for(generation: Generation, *, request) -> tuple[int, dict]:
-    if generation.status == Generation.Status.SUCCEEDED:
-        return 200, {
-            "image_url": pipeline.images.image_url(generation.image, request=request),
-            "enhanced_prompt": generation.enhanced_prompt,
-            # A JSON number, as the reference says; the ledger itself stays Decimal.
-            "balance_usd": float(generation.balance_after),
-            "generation_time_ms": generation.total_ms,
-        }
-    if generation.error_code == "INSUFFICIENT_BALANCE":
-        return 402, error_body("Insufficient balance", "INSUFFICIENT_BALANCE")
-    if generation.error_code == "NSFW_CONTENT_BLOCKED":
-        return 422, error_body("The image was flagged as NSFW and withheld; you were not charged",
-                               "NSFW_CONTENT_BLOCKED")
-    return 500, error_body("Generation failed", "GENERATION_FAILED")
 
 
 class GenerateView(APIView):
@@ -134,18 +141,33 @@ class GenerateView(APIView):
             if stored is not None:
                 return Response(stored.body, status=stored.status_code, headers={"Idempotent-Replayed": "true"})
         try:
-            generation = pipeline.generate_and_wait(
-                user=request.user, api_key=request.auth, params=params, request_id=request.request_id
-            )
+            if params.is_async:
+                status, body = self._submit(request, params)
+            else:
+                generation = pipeline.generate_and_wait(
+                    user=request.user, api_key=request.auth, params=params, request_id=request.request_id
+                )
+                status, body = answer_for(generation, request=request)
         except BaseException:
             if key is not None:
                 idempotency.abandon(user=request.user, key=key)
             raise
-        status, body = answer_for(generation, request=request)
-        request.image_delivered = status == 200
+        # An accepted async job keeps its unit; the worker gives it back if the job fails.
+        request.image_delivered = status in (200, 202)
         if key is not None:
             idempotency.finish(user=request.user, key=key, status_code=status, body=body)
-        return Response(body, status=status)
+        headers = {"Location": body["status_url"]} if status == 202 else None
+        return Response(body, status=status, headers=headers)
+
+    def _submit(self, request, params):
+        generation = pipeline.submit_generation(
+            user=request.user, api_key=request.auth, params=params, request_id=request.request_id,
+            base_url=request.build_absolute_uri("/"),
+        )
+        if generation.status == Generation.Status.FAILED:
+            return answer_for(generation, request=request)
+        status_url = request.build_absolute_uri(f"/api/generations/{generation.id}")
+        return 202, {"id": str(generation.id), "status": generation.status, "status_url": status_url}
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -160,3 +182,37 @@ class GenerateView(APIView):
             for name, value in state.headers().items():
                 response.setdefault(name, value)
         return response
+
+
+class GenerationPagination(CursorPagination):
+    ordering = "-created_at"
+    page_size = 20
+    page_size_query_param = "limit"
+    max_page_size = 100
+
+
+class GenerationListView(APIView):
+    """GET /api/generations: the caller's own generations, newest first (cursor-paginated)."""
+
+    throttle_classes = [FreeEndpointThrottle]
+
+    @extend_schema(operation_id="list_generations", responses={200: OpenApiResponse(description="A page of generations")})
+    def get(self, request):
+        paginator = GenerationPagination()
+        page = paginator.paginate_queryset(Generation.objects.filter(user=request.user), request, view=self)
+        return paginator.get_paginated_response([generation_resource(g, request=request) for g in page])
+
+
+class GenerationDetailView(APIView):
+    """GET /api/generations/{id}: the status of one of the caller's generations."""
+
+    throttle_classes = [FreeEndpointThrottle]
+
+    @extend_schema(operation_id="get_generation", responses={
+        200: OpenApiResponse(description="The generation"), 404: OpenApiResponse(ErrorOutput, description="Not yours or no such id")})
+    def get(self, request, generation_id):
+        # Another user's id is indistinguishable from a missing one.
+        generation = Generation.objects.filter(user=request.user, pk=generation_id).first()
+        if generation is None:
+            raise ApiError(status_code=404, code="NOT_FOUND", message="No such generation")
+        return Response(generation_resource(generation, request=request))

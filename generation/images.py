@@ -53,8 +53,9 @@ def delete_image(name: str) -> None:
         default_storage.delete(name)
 
 
-def image_url(name: str, *, request=None) -> str:
-    """An absolute URL: storage URLs that already are (S3, a CDN) pass through."""
+def image_url(name: str, *, request=None, base_url: str = "") -> str:
+    """An absolute URL: storage URLs that already are (S3, a CDN) pass through; else
+    PUBLIC_BASE_URL, the request's host, or the base URL recorded when the request came in."""
     url = default_storage.url(name)
     if url.startswith(("http://", "https://")):
         return url
@@ -62,4 +63,4 @@ def image_url(name: str, *, request=None) -> str:
         return settings.PUBLIC_BASE_URL + url
     if request is not None:
         return request.build_absolute_uri(url)
-    return url
+    return base_url.rstrip("/") + url

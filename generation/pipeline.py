@@ -5,6 +5,7 @@ UPDATEs, so whichever side finishes a generation first wins and the other backs 
 that finishes after the web gave up deletes its image, and a refund can only happen once.
 """
 
+import datetime
 import logging
 import secrets
 import time
@@ -19,7 +20,7 @@ from django.utils import timezone
 from billing import ledger
 from billing.models import LedgerEntry
 
-from . import enhance, images, safety
+from . import enhance, images, limits, safety
 from .backends import get_backend
 from .backends.base import BackendError, ImageRequest
 from .models import ORIENTATIONS, Generation
@@ -38,17 +39,21 @@ class GenerationParams:
     allow_nsfw: bool = True
     enhance: bool = True
     seed: int | None = None
+    is_async: bool = False
+    webhook_url: str = ""
 
 
 class NsfwContentBlocked(Exception):
-    pass
+    def __init__(self, backend_cost_usd=None):
+        super().__init__("flagged twice")
+        self.backend_cost_usd = backend_cost_usd
 
 
 def new_seed() -> int:
     return secrets.randbelow(2**32)
 
 
-def start_generation(*, user, api_key, params: GenerationParams, request_id: str = "") -> Generation:
+def start_generation(*, user, api_key, params: GenerationParams, request_id: str = "", base_url: str = "") -> Generation:
     """Record the attempt and reserve its price in one transaction.
 
     Not enough balance leaves a FAILED row with INSUFFICIENT_BALANCE and no charge.
@@ -59,7 +64,8 @@ def start_generation(*, user, api_key, params: GenerationParams, request_id: str
         user=user, api_key=api_key, request_id=request_id, prompt=params.prompt,
         orientation=params.orientation, width=width, height=height, allow_nsfw=params.allow_nsfw,
         enhance=params.enhance, seed=params.seed if params.seed is not None else new_seed(),
-        backend=settings.GENERATION_BACKEND, cost_usd=price,
+        backend=settings.GENERATION_BACKEND, cost_usd=price, is_async=params.is_async,
+        webhook_url=params.webhook_url, base_url=base_url,
     )
     with transaction.atomic():
         generation.save(force_insert=True)
@@ -88,20 +94,51 @@ def fail_generation(*, generation_id, code: str, detail: str = "", **fields) -> 
                 ledger.refund(charge=charge, memo=f"Generation failed: {code}")
     if failed:
         log.warning("generation %s failed: %s %s", generation_id, code, detail[:500])
+        _after_async_finish(generation_id, succeeded=False)
     return bool(failed)
 
 
+def _after_async_finish(generation_id, *, succeeded: bool) -> None:
+    """For async generations, whoever finishes the row also does what the waiting web process
+    would have: give back the daily unit of a failure, and notify the webhook."""
+    row = Generation.objects.filter(pk=generation_id, is_async=True).values("user_id", "created_at", "webhook_url").first()
+    if row is None:
+        return
+    if not succeeded:
+        try:
+            limits.give_back_daily_quota(user_id=row["user_id"], day=limits.utc_day(row["created_at"].timestamp()))
+        except limits.LimitsUnavailable:
+            log.warning("could not give back the daily unit of %s", generation_id)
+    if row["webhook_url"]:
+        from .tasks import deliver_webhook_task
+
+        deliver_webhook_task.delay(str(generation_id))
+
+
+def stale_generation_ids(*, lease_s: float) -> list:
+    cutoff = timezone.now() - datetime.timedelta(seconds=lease_s)
+    return list(Generation.objects.filter(status__in=[Status.PENDING, Status.RUNNING], created_at__lt=cutoff)
+                .values_list("pk", flat=True)[:1000])
+
+
+def _total_cost(*images_):
+    costs = [image.cost_usd for image in images_ if image.cost_usd is not None]
+    return sum(costs) if costs else None
+
+
 def _generate_checked(backend, request: ImageRequest, *, deadline: float):
-    """One image that passes the safety check; a flagged one is retried once with a new seed."""
+    """One image that passes the safety check; a flagged one is retried once with a new seed.
+    The backend's cost covers every image it made for us, the withheld ones too."""
     image = backend.generate(request, deadline=deadline)
     if request.allow_nsfw or not safety.is_flagged(image):
         return image
     log.info("image flagged as NSFW with allowNSFW=false; retrying with a new seed")
     retry = ImageRequest(**{**request.__dict__, "seed": new_seed()})
-    image = backend.generate(retry, deadline=deadline)
-    if safety.is_flagged(image):
-        raise NsfwContentBlocked()
-    return image
+    second = backend.generate(retry, deadline=deadline)
+    if safety.is_flagged(second):
+        raise NsfwContentBlocked(backend_cost_usd=_total_cost(image, second))
+    second.cost_usd = _total_cost(image, second)
+    return second
 
 
 def run_generation(*, generation_id, deadline_at: float) -> dict:
@@ -137,10 +174,16 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
         name = images.store_image(data)
     except Exception as exc:
         code, detail = _failure(exc, generation_id)
+        if isinstance(exc, NsfwContentBlocked):
+            outcome["backend_cost_usd"] = exc.backend_cost_usd
         fail_generation(generation_id=generation_id, code=code, detail=detail, **outcome)
+        outcome.pop("backend_cost_usd", None)  # Decimal: not for the JSON result
         return {**outcome, "status": Status.FAILED, "error_code": code}
 
     outcome.update(status=Status.SUCCEEDED, image=name, seed=image.seed, model=image.model)
+    if generation.is_async:
+        # Nobody waits in a web process to measure it: the worker's view of request to finish.
+        outcome["total_ms"] = _ms(timezone.now() - generation.created_at)
     finished = Generation.objects.filter(pk=generation_id, status=Status.RUNNING).update(
         **outcome, backend_cost_usd=image.cost_usd, details=image.details, finished_at=timezone.now(),
     )
@@ -148,6 +191,8 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
         # The web side timed out and refunded meanwhile: nobody will ever be shown this image.
         images.delete_image(name)
         return {}
+    if generation.is_async:
+        _after_async_finish(generation_id, succeeded=True)
     return outcome
 
 
@@ -161,6 +206,22 @@ def _failure(exc: Exception, generation_id) -> tuple[str, str]:
         return "GENERATION_FAILED", f"invalid image: {exc}"
     log.exception("generation %s crashed", generation_id)
     return "GENERATION_FAILED", f"{type(exc).__name__}: {exc}"
+
+
+def submit_generation(*, user, api_key, params: GenerationParams, request_id: str = "", base_url: str = "") -> Generation:
+    """Charge and queue, without waiting (async jobs): the worker finishes the row."""
+    from .tasks import run_generation_task
+
+    generation = start_generation(user=user, api_key=api_key, params=params, request_id=request_id, base_url=base_url)
+    if generation.status == Status.FAILED:
+        return generation
+    try:
+        run_generation_task.apply_async(args=[str(generation.id), time.time() + settings.GENERATION_TIMEOUT_S])
+    except Exception as exc:
+        log.exception("could not queue generation %s", generation.id)
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
+        generation.refresh_from_db()
+    return generation
 
 
 def generate_and_wait(*, user, api_key, params: GenerationParams, request_id: str = "") -> Generation:

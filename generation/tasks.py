@@ -1,6 +1,12 @@
-from celery import shared_task
+import logging
 
-from . import pipeline
+from celery import shared_task
+from django.conf import settings
+
+from . import pipeline, webhooks
+from .models import Generation
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(name="generation.tasks.run_generation", acks_late=True, reject_on_worker_lost=True)
@@ -10,3 +16,31 @@ def run_generation_task(generation_id: str, deadline_at: float) -> dict:
     Returns the outcome (final fields), or {} when this delivery had nothing to do.
     """
     return pipeline.run_generation(generation_id=generation_id, deadline_at=deadline_at)
+
+
+@shared_task(
+    name="generation.tasks.deliver_webhook", bind=True, acks_late=True,
+    autoretry_for=(webhooks.WebhookDeliveryFailed,), retry_backoff=10, retry_backoff_max=3600,
+    retry_jitter=True, max_retries=8,
+)
+def deliver_webhook_task(self, generation_id: str) -> None:
+    """Tell the user's webhook_url that an async generation finished; retried for ~6 hours."""
+    generation = Generation.objects.select_related("user").filter(pk=generation_id).first()
+    if generation is None or not generation.webhook_url or generation.webhook_delivered_at:
+        return
+    from .resources import generation_event
+
+    webhooks.deliver(generation=generation, payload=generation_event(generation))
+
+
+@shared_task(name="generation.tasks.expire_stale_generations")
+def expire_stale_generations() -> int:
+    """Fail and refund generations whose worker died while nobody waited for them (beat, every minute)."""
+    count = 0
+    for generation_id in pipeline.stale_generation_ids(lease_s=settings.GENERATION_LEASE_S):
+        if pipeline.fail_generation(generation_id=generation_id, code="GENERATION_FAILED",
+                                    detail="expired: no worker finished it within its lease"):
+            count += 1
+    if count:
+        log.warning("expired %d stale generation(s)", count)
+    return count

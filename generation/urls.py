@@ -4,4 +4,6 @@ from . import api
 
 urlpatterns = [
     path("generate", api.GenerateView.as_view(), name="api-generate"),
+    path("generations", api.GenerationListView.as_view(), name="api-generations"),
+    path("generations/<uuid:generation_id>", api.GenerationDetailView.as_view(), name="api-generation"),
 ]

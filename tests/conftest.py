@@ -58,9 +58,10 @@ def celery_worker(django_db_setup, django_db_blocker, media_root):
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
         "REDIS_URL": settings.REDIS_URL,
         "MEDIA_ROOT": media_root,
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",  # the tests' webhook receivers listen on loopback
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "generate", "-P", "threads", "-c", "8",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "generate,celery", "-P", "threads", "-c", "8",
          "--without-gossip", "--without-mingle", "-l", "warning", "-n", f"test-{os.getpid()}@%h"],
         env=env,
     )

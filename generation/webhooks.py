@@ -1,0 +1,84 @@
+"""Completion webhooks for async generations, signed the way Stripe signs the ones we receive.
+
+`AnimeAPI-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the user's
+webhook secret>`. Receivers recompute it and reject stale timestamps (we suggest 5 minutes).
+Only public addresses are called: a URL that resolves to a private, loopback, link-local or
+reserved address is refused, at submission and again at delivery (the DNS may have changed).
+"""
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import socket
+import time
+from urllib.parse import urlsplit
+
+import httpx
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from .models import Generation
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "AnimeAPI-Signature"
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+class UnsafeWebhookUrl(ValueError):
+    pass
+
+
+class WebhookDeliveryFailed(Exception):
+    pass
+
+
+def sign(payload: bytes, *, secret: str, timestamp: int) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def check_url(url: str) -> None:
+    """Raise UnsafeWebhookUrl unless `url` is an http(s) URL on public addresses only."""
+    parts = urlsplit(url)
+    allow_private = settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS
+    if parts.scheme not in ("https",) + (("http",) if allow_private or settings.DEBUG else ()):
+        raise UnsafeWebhookUrl("webhook_url must be an https:// URL")
+    if not parts.hostname or parts.username or parts.password:
+        raise UnsafeWebhookUrl("webhook_url must name a host, without credentials")
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise UnsafeWebhookUrl("webhook_url's host does not resolve") from None
+    if allow_private:
+        return
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global or address.is_multicast:
+            raise UnsafeWebhookUrl("webhook_url must resolve to public addresses only")
+
+
+def deliver(*, generation: Generation, payload: dict) -> None:
+    """POST the signed event once; raise WebhookDeliveryFailed for the caller's retry."""
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "AnimeAPI-Webhooks/1.0",
+        SIGNATURE_HEADER: sign(body, secret=generation.user.webhook_secret, timestamp=int(time.time())),
+    }
+    Generation.objects.filter(pk=generation.pk).update(webhook_attempts=F("webhook_attempts") + 1)
+    try:
+        check_url(generation.webhook_url)
+        response = httpx.post(generation.webhook_url, content=body, headers=headers, timeout=TIMEOUT,
+                              follow_redirects=False)
+    except UnsafeWebhookUrl as exc:
+        log.warning("webhook for %s not sent: %s", generation.pk, exc)
+        return  # not retried: it will not become safe by waiting
+    except httpx.HTTPError as exc:
+        raise WebhookDeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
+    if not 200 <= response.status_code < 300:
+        raise WebhookDeliveryFailed(f"receiver answered {response.status_code}")
+    Generation.objects.filter(pk=generation.pk).update(webhook_delivered_at=timezone.now())
