@@ -190,6 +190,29 @@ STORAGES = {
         )
     },
 }
+# S3-compatible storage for images when a bucket is named (AWS, MinIO, R2...). Keys are random
+# (generation.images), so a public bucket does not make images enumerable.
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME")
+# 0: plain (public or CDN) URLs; > 0: presigned URLs that expire after this many seconds.
+IMAGE_URL_TTL_S = envint("IMAGE_URL_TTL_S", 0)
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": env("AWS_S3_REGION_NAME") or None,
+            "access_key": env("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": env("AWS_SECRET_ACCESS_KEY") or None,
+            "custom_domain": env("AWS_S3_CUSTOM_DOMAIN") or None,
+            "querystring_auth": IMAGE_URL_TTL_S > 0,
+            "querystring_expire": IMAGE_URL_TTL_S or 3600,
+            "signature_version": "s3v4",
+            "file_overwrite": False,
+            "default_acl": None,
+            "object_parameters": {"CacheControl": "public, max-age=31536000, immutable"},
+        },
+    }
 # Public base for absolute image URLs; unset means "the host the request came in on".
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL").rstrip("/")
 # Serve MEDIA_ROOT from Django itself (dev and single-node deployments without a CDN).
