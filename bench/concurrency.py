@@ -1,0 +1,325 @@
+"""How many synchronous requests one web node keeps waiting on the GPUs, and what it costs.
+
+Starts gunicorn with config/gunicorn.py and one Celery worker (threads pool) on this machine,
+against PostgreSQL and Redis, then for each gunicorn worker class:
+
+- 200 clients each send POST /api/generate at the same moment to a backend that sleeps 5 s in
+  place of a GPU (bench.sleepy.SleepyBackend), for a few rounds: errors, the web node's memory
+  (RSS of the gunicorn master and its workers, from /proc, shared pages counted in each),
+  PostgreSQL connections open at the peak, and the latency beyond the 5 s;
+- 32 keep-alive clients against a backend that answers at once (bench.instant.InstantBackend)
+  for a fixed time: requests per second, which is the API's own throughput on this node.
+
+    DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/concurrency.py \
+        [--worker-classes gthread,gevent] [--clients 200] [--rounds 2] [--rps-clients 32] [--rps-seconds 15]
+"""
+
+import argparse
+import collections
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.api import ensure_database, free_port, percentile  # noqa: E402
+
+SLEEPY = "bench.sleepy.SleepyBackend"
+INSTANT = "bench.instant.InstantBackend"
+BODY = {"prompt": "anime girl with blue hair, magical forest"}
+
+
+def process_tree(pid):
+    """`pid` and its children (gunicorn's workers are direct children of the master)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces; the parent pid follows it.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            children.append(int(entry))
+    return [pid, *children]
+
+
+def rss_mib(pids):
+    total_kib = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kib += int(line.split()[1])
+        except OSError:
+            pass
+    return total_kib / 1024
+
+
+class Sampler(threading.Thread):
+    """Peak web-node RSS and PostgreSQL connections to the benchmark's database, every 200 ms."""
+
+    def __init__(self, web_pid, database_url):
+        super().__init__(daemon=True)
+        self.web_pid, self.database_url = web_pid, database_url
+        self.peak_rss_mib = 0.0
+        self.peak_connections = 0
+        self.stopped = threading.Event()
+
+    def run(self):
+        import dj_database_url
+        import psycopg
+
+        db = dj_database_url.parse(self.database_url)
+        with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
+                             password=db["PASSWORD"] or None, dbname="postgres", autocommit=True) as conn:
+            while not self.stopped.wait(0.2):
+                self.peak_rss_mib = max(self.peak_rss_mib, rss_mib(process_tree(self.web_pid)))
+                (count,) = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                        [db["NAME"]]).fetchone()
+                self.peak_connections = max(self.peak_connections, count)
+
+    def stop(self):
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+class Stack:
+    """gunicorn (config/gunicorn.py) for one worker class and backend, on a fresh port."""
+
+    def __init__(self, env, *, worker_class, backend):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        venv_bin = Path(sys.executable).parent
+        self.process = subprocess.Popen(
+            [str(venv_bin / "gunicorn"), "-c", "config/gunicorn.py", "config.wsgi"],
+            cwd=ROOT,
+            env={**env, "BIND": f"127.0.0.1:{self.port}", "GUNICORN_WORKER_CLASS": worker_class,
+                 "GENERATION_BACKEND": backend, "GUNICORN_ACCESS_LOG": "", "GUNICORN_LOG_LEVEL": "warning"},
+        )
+
+    def wait_ready(self, headers, timeout_s=90):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                sys.exit("gunicorn exited at start")
+            try:
+                if httpx.post(f"{self.base}/api/generate", headers=headers, json=BODY, timeout=60).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        sys.exit("the web node or the worker did not come up")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=120)
+
+
+def classify(response_or_error):
+    if isinstance(response_or_error, Exception):
+        return type(response_or_error).__name__
+    try:
+        return f"{response_or_error.status_code} {response_or_error.json().get('code', '')}".strip()
+    except ValueError:
+        return str(response_or_error.status_code)
+
+
+def burst(base, headers, *, clients, rounds, timeout_s):
+    """`clients` requests released together, `rounds` times; (latencies ms of 200s, error counts)."""
+    latencies, errors = [], collections.Counter()
+    lock = threading.Lock()
+    gate = threading.Barrier(clients)
+
+    def client(index):
+        with httpx.Client(base_url=base, headers=headers, timeout=timeout_s) as http:
+            for _ in range(rounds):
+                gate.wait()
+                started = time.perf_counter()
+                try:
+                    outcome = http.post("/api/generate", json=BODY)
+                except httpx.HTTPError as exc:
+                    outcome = exc
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
+                        latencies.append(elapsed)
+                    else:
+                        errors[classify(outcome)] += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies, errors
+
+
+def throughput(base, headers, *, clients, seconds, timeout_s):
+    """Keep-alive clients in a loop for `seconds`; (requests per second, latencies ms, error counts)."""
+    latencies, errors = [], collections.Counter()
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client():
+        with httpx.Client(base_url=base, headers=headers, timeout=timeout_s) as http:
+            while time.monotonic() < stop_at:
+                started = time.perf_counter()
+                try:
+                    outcome = http.post("/api/generate", json=BODY)
+                except httpx.HTTPError as exc:
+                    outcome = exc
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
+                        latencies.append(elapsed)
+                    else:
+                        errors[classify(outcome)] += 1
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return len(latencies) / (time.perf_counter() - started), latencies, errors
+
+
+def describe(errors):
+    return ", ".join(f"{count}x {kind}" for kind, count in errors.most_common()) or "-"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker-classes", default="gthread,gevent")
+    parser.add_argument("--clients", type=int, default=200, help="simultaneous requests to the sleepy backend")
+    parser.add_argument("--rounds", type=int, default=2, help="bursts of --clients requests")
+    parser.add_argument("--sleep", type=float, default=5.0, help="seconds the stand-in GPU takes")
+    parser.add_argument("--worker-concurrency", type=int, default=0,
+                        help="Celery worker threads (default: --clients, so no request queues for a GPU)")
+    parser.add_argument("--rps-clients", type=int, default=32)
+    parser.add_argument("--rps-seconds", type=float, default=15.0)
+    args = parser.parse_args()
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        if not os.environ.get(name):
+            sys.exit(f"{name} must point at PostgreSQL / Redis")
+    worker_classes = [name.strip() for name in args.worker_classes.split(",") if name.strip()]
+    if "gevent" in worker_classes:
+        try:
+            import gevent  # noqa: F401
+        except ImportError:
+            sys.exit("gevent is not installed: pip install gevent, or --worker-classes gthread")
+
+    ensure_database(os.environ["DATABASE_URL"])
+    media = tempfile.mkdtemp(prefix="bench-media-")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "MEDIA_ROOT": media,
+        "BENCH_SLEEP_S": str(args.sleep),
+        "ANIMEAPI_RATE_LIMIT_PER_MINUTE": "100000000",
+        "ANIMEAPI_DAILY_LIMIT": "100000000",
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(ROOT),
+    }
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from django.db import connection
+
+    from accounts.apikeys import create_api_key
+    from accounts.models import User
+    from billing import ledger
+
+    user, _ = User.objects.get_or_create(email="bench-concurrency@example.com")
+    ledger.credit(user=user, amount="100000", kind=ledger.Kind.ADJUSTMENT, reference=f"bench:{time.time_ns()}")
+    _, key = create_api_key(user=user, name=f"bench {time.time_ns()}")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW max_connections")
+        (max_connections,) = cursor.fetchone()
+    connection.close()
+    headers = {"Authorization": f"Bearer {key}"}
+    request_timeout_s = float(env.get("GENERATION_TIMEOUT_S") or 60) + 30
+
+    # The web node stores each generation's backend on its row and the worker runs that one, so
+    # one worker serves both the sleepy and the instant runs.
+    concurrency = args.worker_concurrency or args.clients
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "celery"), "-A", "config", "worker", "-Q", "generate", "-P", "threads",
+         "-c", str(concurrency), "--without-gossip", "--without-mingle", "-l", "warning",
+         "-n", f"bench-concurrency-{os.getpid()}@%h"],
+        cwd=ROOT, env=env,
+    )
+    rows = []
+    try:
+        for worker_class in worker_classes:
+            stack = Stack(env, worker_class=worker_class, backend=SLEEPY)
+            try:
+                stack.wait_ready(headers)
+                idle_rss = rss_mib(process_tree(stack.process.pid))
+                sampler = Sampler(stack.process.pid, env["DATABASE_URL"])
+                sampler.start()
+                started = time.perf_counter()
+                latencies, errors = burst(stack.base, headers, clients=args.clients, rounds=args.rounds,
+                                          timeout_s=request_timeout_s)
+                wall = time.perf_counter() - started
+                sampler.stop()
+                overheads = [ms - args.sleep * 1000 for ms in latencies] or [float("nan")]
+                rows.append((worker_class, "sleepy", args.clients, len(latencies) + sum(errors.values()),
+                             f"{(len(latencies)) / wall:.0f}", f"{statistics.median(overheads):.0f}",
+                             f"{percentile(overheads, 99):.0f}", f"{idle_rss:.0f}",
+                             f"{sampler.peak_rss_mib:.0f}", sampler.peak_connections, describe(errors)))
+            finally:
+                stack.stop()
+
+            stack = Stack(env, worker_class=worker_class, backend=INSTANT)
+            try:
+                stack.wait_ready(headers)
+                sampler = Sampler(stack.process.pid, env["DATABASE_URL"])
+                sampler.start()
+                rps, latencies, errors = throughput(stack.base, headers, clients=args.rps_clients,
+                                                    seconds=args.rps_seconds, timeout_s=request_timeout_s)
+                sampler.stop()
+                latencies = latencies or [float("nan")]
+                rows.append((worker_class, "instant", args.rps_clients, len(latencies) + sum(errors.values()),
+                             f"{rps:.0f}", f"{statistics.median(latencies):.0f}", f"{percentile(latencies, 99):.0f}",
+                             "", f"{sampler.peak_rss_mib:.0f}", sampler.peak_connections, describe(errors)))
+            finally:
+                stack.stop()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=120)
+        shutil.rmtree(media, ignore_errors=True)
+
+    workers = os.environ.get("WEB_CONCURRENCY") or os.cpu_count()
+    threads = os.environ.get("GUNICORN_THREADS") or 128
+    print(f"POST /api/generate on one web node: gunicorn -c config/gunicorn.py ({workers} workers; gthread: "
+          f"{threads} threads each), Celery threads pool x{concurrency}, {os.cpu_count()} cores, "
+          f"PostgreSQL max_connections={max_connections}")
+    print(f"sleepy: {args.clients} requests released together, {args.rounds} rounds, a {args.sleep:g} s stand-in "
+          f"GPU; ms columns are latency beyond {args.sleep:g} s. instant: {args.rps_clients} keep-alive clients "
+          f"for {args.rps_seconds:g} s; ms columns are the whole latency.")
+    header = ("worker", "backend", "clients", "requests", "req/s", "p50 ms", "p99 ms", "idle MiB", "peak MiB",
+              "pg conns", "errors")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).rjust(width) if i not in (0, 1, 10) else str(cell).ljust(width)
+                        for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip())
+
+
+if __name__ == "__main__":
+    main()
