@@ -13,6 +13,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from config.metrics import STRIPE_EVENTS
+
 from . import stripe, topups
 from .models import StripeEvent, TopUp
 
@@ -55,6 +57,7 @@ def receive_event(*, payload: bytes, signature: str | None) -> StripeEvent:
             StripeEvent.objects.filter(pk=stored.pk, processed_at__isnull=True).update(
                 outcome=Outcome.FAILED, detail=f"{type(exc).__name__}: {exc}"[:2000]
             )
+            STRIPE_EVENTS.labels(event["type"], Outcome.FAILED).inc()
             stored.refresh_from_db()
             return stored
     _finish(stored, result)
@@ -83,3 +86,4 @@ def _finish(stored: StripeEvent, result: topups.Result) -> None:
         # or wins, so its outcome is never overwritten by the other's "already booked".
         rows = rows.filter(processed_at__isnull=True)
     rows.update(outcome=result.outcome, detail=result.detail, processed_at=timezone.now())
+    STRIPE_EVENTS.labels(stored.type, result.outcome).inc()

@@ -3,6 +3,8 @@ import uuid
 
 from django.conf import settings
 
+from config.logging import request_id_var
+
 # A client's own request id is kept when it is short and printable; anything else is replaced.
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -16,7 +18,11 @@ class RequestIdMiddleware:
     def __call__(self, request):
         sent = request.headers.get("X-Request-ID", "")
         request.request_id = sent if _CLIENT_REQUEST_ID.match(sent) else uuid.uuid4().hex
-        response = self.get_response(request)
+        token = request_id_var.set(request.request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
         response["X-Request-ID"] = request.request_id
         return response
 

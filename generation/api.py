@@ -6,7 +6,8 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import ApiError, error_body
+from config.errors import ApiError
+from config.metrics import API_RESPONSES
 
 from . import idempotency, limits, pipeline, webhooks
 from .models import ORIENTATIONS, Generation
@@ -110,6 +111,7 @@ def parse_generate_request(request) -> pipeline.GenerationParams:
 
 class GenerateView(APIView):
     throttle_classes = [PerKeyRateThrottle, DailyImageQuotaThrottle]
+    metrics_endpoint = "generate"
 
     @extend_schema(
         operation_id="generate",
@@ -177,6 +179,8 @@ class GenerateView(APIView):
                 limits.give_back_daily_quota(user_id=request.user.pk, day=day)
             except limits.LimitsUnavailable:
                 pass  # the unit expires with the day; refusing an answer over it would be worse
+        code = response.data.get("code", "") if isinstance(response.data, dict) and response.status_code >= 400 else ""
+        API_RESPONSES.labels(self.metrics_endpoint, str(response.status_code), code).inc()
         state = getattr(request, "rate_limit_state", None)
         if state is not None:
             for name, value in state.headers().items():

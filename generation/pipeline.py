@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing import ledger
 from billing.models import LedgerEntry
+from config.metrics import GENERATION_SECONDS, REFUNDS
 
 from . import enhance, images, limits, safety
 from .backends import get_backend
@@ -93,6 +94,7 @@ def fail_generation(*, generation_id, code: str, detail: str = "", **fields) -> 
             if charge is not None:
                 ledger.refund(charge=charge, memo=f"Generation failed: {code}")
     if failed:
+        REFUNDS.labels(code).inc()
         log.warning("generation %s failed: %s %s", generation_id, code, detail[:500])
         _after_async_finish(generation_id, succeeded=False)
     return bool(failed)
@@ -260,7 +262,14 @@ def generate_and_wait(*, user, api_key, params: GenerationParams, request_id: st
         generation.refresh_from_db()
     generation.total_ms = _ms_since(started)
     Generation.objects.filter(pk=generation.pk).update(total_ms=generation.total_ms)
+    _observe(generation)
     return generation
+
+
+def _observe(generation: Generation) -> None:
+    for stage, ms in (("queue", generation.queue_ms), ("generate", generation.generate_ms), ("total", generation.total_ms)):
+        if ms is not None:
+            GENERATION_SECONDS.labels(generation.backend, stage).observe(ms / 1000)
 
 
 def _ms(delta) -> int:

@@ -8,6 +8,7 @@ from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from config.errors import ApiError
+from config.metrics import RATE_LIMIT_REFUSALS
 
 from . import limits
 
@@ -39,6 +40,7 @@ class PerKeyRateThrottle(BaseThrottle):
             raise _unavailable() from None
         request.rate_limit_state = state
         if not allowed:
+            RATE_LIMIT_REFUSALS.labels("RATE_LIMIT_EXCEEDED").inc()
             raise ApiError(status_code=429, code="RATE_LIMIT_EXCEEDED", message="Rate limit exceeded",
                            headers={"Retry-After": str(state.retry_after), **state.headers()})
         return True
@@ -57,6 +59,7 @@ class DailyImageQuotaThrottle(BaseThrottle):
             raise _unavailable() from None
         request.daily_quota_state = state
         if not allowed:
+            RATE_LIMIT_REFUSALS.labels("DAILY_LIMIT_EXCEEDED").inc()
             raise ApiError(status_code=429, code="DAILY_LIMIT_EXCEEDED", message="Daily limit exceeded",
                            headers={"Retry-After": str(state.retry_after), **state.headers()})
         request.daily_quota_day = day
