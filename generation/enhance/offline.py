@@ -23,6 +23,7 @@ NEGATION_CONTRACTION = re.compile(r"n't\b")
 WORD_REWRITES = {"haired": "hair", "eyed": "eyes", "colored": "", "coloured": "", "cannot": "not"}
 SERIES_CONTEXT_WORDS = frozenset("from as".split())
 QUALIFIED = re.compile(r"_\([^()]+\)$")
+POSITIONAL = re.compile(r"^([a-z]+ing)_(?:on|in|under|against|by)_([a-z_]+)$")
 
 
 @dataclass
@@ -272,26 +273,20 @@ def choose_name(candidates: tuple[str, ...], vocabulary: Vocabulary, series_cont
 
 def lookup(span: list[Token], vocabulary: Vocabulary, series_context: set[str], previous: Token | None,
            following: list[Token]) -> tuple[str, list[str]] | None:
-    """The tags a span of words stands for, as (kind, tags), or None. Hand phrases win; then a
-    character or series name when something vouches for it (its series is named, it is a
-    hand-written name, or it is several words long); then general tags; then other names."""
+    """The tags a span of words stands for, as (kind, tags), or None. Exact spellings beat stems,
+    hand phrases beat the vocabulary, and a character or series name wins when something vouches
+    for it (its series is named, it is a hand-written name, or it is several words long)."""
     surface = " ".join(t.text for t in span)
     stems = " ".join(t.stem for t in span)
     single = len(span) == 1
     if span[0].text in lexicon.NEGATORS:
         # "no people" is a tag (no_humans); "no ribbon" is a negation, never the tag no_ribbon.
-        phrase = vocabulary.phrase(surface, stems)
-        general = vocabulary.general(surface, stems)
-        return ("phrase", ["no_humans"]) if "no_humans" in (phrase or (general,)) else None
-    phrase = vocabulary.phrase(surface, stems)
-    if phrase is not None:
-        exact = surface in vocabulary.phrases
-        if single and not exact and modifies_following(span[0], following, vocabulary):
-            return None
-        return "phrase", list(phrase)
-    blocked = single and (span[0].text in lexicon.NOT_A_TAG_ALONE or span[0].stem in lexicon.NOT_A_TAG_ALONE_STEMS
-                          or span[0].text.isdigit())
-    if blocked:
+        found = vocabulary.phrase(surface, stems) or (vocabulary.general(surface, stems),)
+        return ("phrase", ["no_humans"]) if "no_humans" in found else None
+    exact_phrase = vocabulary.phrases.get(surface)
+    if exact_phrase is not None:
+        return "phrase", list(exact_phrase)
+    if single and (span[0].text in lexicon.NOT_A_TAG_ALONE or span[0].text.isdigit()):
         return None
     name = None
     candidates = [t for t in vocabulary.names_for(surface)
@@ -301,11 +296,15 @@ def lookup(span: list[Token], vocabulary: Vocabulary, series_context: set[str], 
         related = vocabulary.character(name).series if vocabulary.category(name) == CHARACTER else name
         if related in series_context or vocabulary.is_hand_named(surface, name) or not single:
             return "name", [name]
-    general = vocabulary.general(surface, stems)
-    if general is not None:
+    stem_blocked = single and span[0].stem in lexicon.NOT_A_TAG_ALONE_STEMS
+    for kind, tags in (("general", vocabulary.general_exact(surface)),
+                       ("phrase", None if stem_blocked else vocabulary.phrase_stems.get(stems)),
+                       ("general", None if stem_blocked else vocabulary.general_stem(stems))):
+        if tags is None:
+            continue
         if single and modifies_following(span[0], following, vocabulary):
             return None
-        return "general", [general]
+        return kind, [tags] if isinstance(tags, str) else list(tags)
     if name is not None:
         return "name", [name]
     return None
@@ -410,6 +409,14 @@ def add_compound_parts(match: Match, vocabulary: Vocabulary):
     """A compound tag also gives its object or place: playing_guitar -> guitar and
     playing_instrument, holding_umbrella -> umbrella, on_rooftop -> rooftop, above_clouds -> cloud."""
     for tag in list(match.tags):
+        positional = POSITIONAL.match(tag)
+        if positional:
+            # sitting_on_branch -> sitting, branch; lying_on_grass -> lying, grass
+            for part in positional.group(1, 2):
+                part_tag = vocabulary.resolve(part)
+                if part_tag and vocabulary.category(part_tag) == GENERAL and part not in lexicon.NOT_A_PLACE:
+                    match.derived.append(part_tag)
+            continue
         prefix, _, rest = tag.partition("_")
         if not rest or rest in lexicon.NOT_STANDALONE_HEADS or rest in lexicon.NOT_A_TAG_ALONE:
             continue
@@ -533,8 +540,11 @@ def find_subjects(tokens: list[Token], people: People):
             continue
         if token.text in lexicon.PRONOUN_GENDER and not people.pronoun_gender:
             people.pronoun_gender = lexicon.PRONOUN_GENDER[token.text]
-        if token.stem in lexicon.PRIMARY_SUBJECT_STEMS:
-            people.mentions.append(Mention(lexicon.PRIMARY_SUBJECT_STEMS[token.stem], quantity(tokens, index), True))
+        gender = lexicon.PRIMARY_SUBJECT_STEMS.get(token.stem) if token.text != "tomboy" else "f"
+        if gender is None and token.stem.endswith(("girl", "boy")) and token.stem not in lexicon.ROLE_SUBJECT_STEMS:
+            gender = "f" if token.stem.endswith("girl") else "m"  # catgirl, foxboy, schoolboy
+        if gender is not None:
+            people.mentions.append(Mention(gender, quantity(tokens, index), True))
         elif token.stem in lexicon.ROLE_SUBJECT_STEMS:
             # "an elf archer" is one person: a role right after a role describes the same one.
             if not (index and tokens[index - 1].stem in lexicon.ROLE_SUBJECT_STEMS):

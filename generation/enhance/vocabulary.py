@@ -141,6 +141,12 @@ class Vocabulary:
     def general(self, surface: str, stems: str) -> str | None:
         return self.general_surface.get(surface) or self.general_stems.get(stems)
 
+    def general_exact(self, surface: str) -> str | None:
+        return self.general_surface.get(surface)
+
+    def general_stem(self, stems: str) -> str | None:
+        return self.general_stems.get(stems)
+
     def names_for(self, surface: str) -> tuple[str, ...]:
         return self.names.get(surface, ())
 
