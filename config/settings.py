@@ -239,6 +239,9 @@ CELERY_TASK_EAGER_PROPAGATES = False
 # slow receiver never holds a GPU.
 CELERY_TASK_ROUTES = {"generation.tasks.run_generation": {"queue": "generate"}}
 CELERY_TASK_ACKS_LATE = True
+# A task a dead worker had taken is redelivered after this long (Redis has no real acks); the
+# generation's claim makes the redelivery a no-op when the row was already finished or expired.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", 600)}
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_RESULT_EXPIRES = 3600
