@@ -132,8 +132,8 @@ class BarChart:
     last_day: datetime.date
     width: int = 720
     height: int = 160
-    top: int = 12  # room for the max label
-    bottom: int = 136  # the baseline; below it, the day labels
+    top: int = 8  # the peak's grid line
+    bottom: int = 159  # the baseline
 
     @property
     def has_data(self) -> bool:

@@ -196,7 +196,7 @@ def test_history_charts_count_images_and_spend_per_day(alice_client, alice):
     make_generation(alice)
     make_generation(alice, status="failed")
     page = text(alice_client.get("/history/"))
-    assert '<svg viewBox="0 0 720 160" role="img"' in page
+    assert '<svg viewBox="0 0 720 160" preserveAspectRatio="none" role="img"' in page
     assert "2 images from" in page
     assert "$0.018 from" in page
 
@@ -210,7 +210,7 @@ def test_daily_totals_fill_every_day_of_the_range(alice):
         (0, Decimal("0")), (1, Decimal("0.009")), (0, Decimal("0")), (0, Decimal("0"))
     ]
     chart = usage_charts(totals)["images"]
-    assert [bar.height for bar in chart.bars] == [0.0, 124.0, 0.0, 0.0]
+    assert [bar.height for bar in chart.bars] == [0.0, 151.0, 0.0, 0.0]
     assert chart.total_label == "1 image"
 
 
