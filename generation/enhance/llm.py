@@ -11,7 +11,7 @@ import httpx
 from django.conf import settings
 
 from .offline import COUNT_TAG, RATING_WORDS, Analysis, unique
-from .vocabulary import CHARACTER, COPYRIGHT, GENERAL, Vocabulary
+from .vocabulary import CHARACTER, COPYRIGHT, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def analysis_from_answer(answer: str, offline: Analysis, vocabulary: Vocabulary)
     counts = [t for t in tags if COUNT_TAG.match(t)]
     characters = [t for t in tags if vocabulary.category(t) == CHARACTER]
     series = [t for t in tags if vocabulary.category(t) == COPYRIGHT]
-    general = [t for t in tags if vocabulary.category(t) == GENERAL and t not in counts]
+    general = [t for t in tags if vocabulary.is_descriptive(t) and t not in counts]
     if not (characters or general):
         raise LlmAnswerUnusable("no real Danbooru tag in the answer")
     series += [vocabulary.character(c).series for c in characters if vocabulary.character(c).series]

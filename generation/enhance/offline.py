@@ -43,6 +43,7 @@ class Match:
     start: int  # index in the segment's content tokens
     end: int
     tags: list[str]
+    words: list[Token] = field(default_factory=list)
     negated: bool = False
     derived: list[str] = field(default_factory=list)
 
@@ -99,37 +100,25 @@ def analyse(prompt: str, vocabulary: Vocabulary) -> Analysis:
     analysis = Analysis()
     general: list[str] = []
     explicit_counts: list[str] = []
-    segments: list[list[Token]] = []
+    entries: list[str | list[Token]] = []  # a tag written as a tag, or a segment of words
     for raw in SEGMENT_BREAK.split(text):
         raw = raw.strip()
-        if not raw:
-            continue
-        tag = tag_style(raw, vocabulary)
-        if tag is not None:
-            if tag in RATING_WORDS:
-                analysis.rating = analysis.rating or tag
-            elif tag in YEAR_WORDS:
-                continue
-            elif COUNT_TAG.match(tag):
-                explicit_counts.append(tag)
-            elif vocabulary.category(tag) == CHARACTER:
-                analysis.characters.append(tag)
-            elif vocabulary.category(tag) == COPYRIGHT:
-                analysis.series.append(tag)
-            elif vocabulary.category(tag) == GENERAL or tag in vocabulary.general_surface.values():
-                general.append(tag)
-            continue
-        segments.append(tokenize(raw))
+        if raw:
+            tag = tag_style(raw, vocabulary)
+            entries.append(tag if tag is not None else tokenize(raw))
 
-    series_context = find_series_context(segments, vocabulary)
+    series_context = find_series_context([e for e in entries if isinstance(e, list)], vocabulary)
     people = People()
-    for tokens in segments:
-        mark_negations(tokens)
-        matches = match_segment(tokens, vocabulary, series_context, analysis)
-        apply_rules(tokens, matches, vocabulary)
+    for entry in entries:
+        if isinstance(entry, str):
+            add_written_tag(entry, analysis, general, explicit_counts, vocabulary)
+            continue
+        mark_negations(entry)
+        matches = match_segment(entry, vocabulary, series_context, analysis)
+        apply_rules(entry, matches, vocabulary)
         for match in matches:
             (analysis.negated if match.negated else general).extend(match.tags + match.derived)
-        find_subjects(tokens, people)
+        find_subjects(entry, people)
 
     for character in analysis.characters:
         series = vocabulary.character(character).series
@@ -150,6 +139,23 @@ def analyse(prompt: str, vocabulary: Vocabulary) -> Analysis:
     analysis.series = unique(analysis.series)
     analysis.negated = unique(analysis.negated)
     return analysis
+
+
+def add_written_tag(tag: str, analysis: Analysis, general: list[str], explicit_counts: list[str],
+                    vocabulary: Vocabulary):
+    """A tag the prompt already wrote as a tag keeps its place among the others."""
+    if tag in RATING_WORDS:
+        analysis.rating = analysis.rating or tag
+    elif tag in YEAR_WORDS:
+        return
+    elif COUNT_TAG.match(tag):
+        explicit_counts.append(tag)
+    elif vocabulary.category(tag) == CHARACTER:
+        analysis.characters.append(tag)
+    elif vocabulary.category(tag) == COPYRIGHT:
+        analysis.series.append(tag)
+    elif vocabulary.is_descriptive(tag):
+        general.append(tag)
 
 
 def prepare(prompt: str) -> str:
@@ -245,22 +251,36 @@ def find_series_context(segments: list[list[Token]], vocabulary: Vocabulary) -> 
     for tokens in segments:
         items = content(tokens)
         for start in range(len(items)):
+            previous = items[start - 1] if start else None
             for length in range(min(MAX_PHRASE_WORDS, len(items) - start), 0, -1):
                 span = items[start:start + length]
                 surface = " ".join(t.text for t in span)
-                previous = items[start - 1] if start else None
-                for tag in vocabulary.names_for(surface):
-                    if vocabulary.category(tag) == COPYRIGHT and name_allowed(span, surface, tag, vocabulary,
-                                                                             set(), previous):
-                        found.add(tag)
+                candidates = [t for t in vocabulary.names_for(surface)
+                              if name_allowed(span, surface, t, vocabulary, set(), previous)]
+                if candidates:
+                    series = series_named(choose_name(tuple(candidates), vocabulary, set(), previous), vocabulary,
+                                          previous)
+                    if series:
+                        found.add(series)
                         break
     return found
 
 
+def series_named(tag: str, vocabulary: Vocabulary, previous: Token | None) -> str:
+    """The series a name stands for: a series itself, or after "from" a character's series
+    ("Link from Zelda": Zelda is the game here, not the princess)."""
+    if vocabulary.category(tag) == COPYRIGHT:
+        return tag
+    if previous is not None and previous.text == "from":
+        return vocabulary.character(tag).series
+    return ""
+
+
 def choose_name(candidates: tuple[str, ...], vocabulary: Vocabulary, series_context: set[str],
                 previous: Token | None) -> str:
-    after_series_word = previous is not None and previous.text in ("from", "of")
-    if after_series_word:
+    """Of the characters and series a name may mean: a series after "from", else one from a series
+    the prompt names, else the most used."""
+    if previous is not None and previous.text == "from":
         for tag in candidates:
             if vocabulary.category(tag) == COPYRIGHT:
                 return tag
@@ -293,6 +313,7 @@ def lookup(span: list[Token], vocabulary: Vocabulary, series_context: set[str], 
                   if name_allowed(span, surface, t, vocabulary, series_context, previous)]
     if candidates:
         name = choose_name(tuple(candidates), vocabulary, series_context, previous)
+        name = series_named(name, vocabulary, previous) or name
         related = vocabulary.character(name).series if vocabulary.category(name) == CHARACTER else name
         if related in series_context or vocabulary.is_hand_named(surface, name) or not single:
             return "name", [name]
@@ -361,7 +382,7 @@ def match_segment(tokens: list[Token], vocabulary: Vocabulary, series_context: s
             else:
                 analysis.series.append(tag)
         elif tags:
-            matches.append(Match(start, start + length, tags, negated=negated))
+            matches.append(Match(start, start + length, tags, words=span, negated=negated))
         if tags == ["no_humans"]:
             for token in span:
                 token.negated = False
@@ -407,7 +428,13 @@ def apply_rules(tokens: list[Token], matches: list[Match], vocabulary: Vocabular
 
 def add_compound_parts(match: Match, vocabulary: Vocabulary):
     """A compound tag also gives its object or place: playing_guitar -> guitar and
-    playing_instrument, holding_umbrella -> umbrella, on_rooftop -> rooftop, above_clouds -> cloud."""
+    playing_instrument, holding_umbrella -> umbrella, on_rooftop -> rooftop, above_clouds -> cloud.
+    The words matter too: "holding a katana" reads as holding_sword, and the katana stays."""
+    if len(match.words) > 1 and match.words[0].stem in lexicon.VERB_PREFIXES:
+        rest = match.words[1:]
+        named = vocabulary.general(" ".join(t.text for t in rest), " ".join(t.stem for t in rest))
+        if named and named not in match.tags:
+            match.derived.append(named)
     for tag in list(match.tags):
         positional = POSITIONAL.match(tag)
         if positional:

@@ -106,6 +106,11 @@ class Vocabulary:
     def category(self, tag: str) -> int:
         return self.tags[tag].category
 
+    def is_descriptive(self, tag: str) -> bool:
+        """A general tag, or a meta tag that describes the look ("watercolor_(medium)")."""
+        category = self.tags[tag].category
+        return category == GENERAL or (category == META and (tag.endswith("_(medium)") or tag in DESCRIPTIVE_META))
+
     def character(self, tag: str) -> Character:
         series, gender = self.character_facts.get(tag, ("", ""))
         series = series or self.character_series.get(tag, "")
@@ -182,10 +187,7 @@ class Vocabulary:
                     self.character_facts[tag] = (series, gender or default_gender)
 
     def _general_tags(self):
-        for tag in self.tags.values():
-            if tag.category == GENERAL or (tag.category == META and (
-                    tag.name.endswith("_(medium)") or tag.name in DESCRIPTIVE_META)):
-                yield tag.name
+        return (name for name in self.tags if self.is_descriptive(name))
 
     def _aliases_of(self):
         by_tag: dict[str, list[str]] = {}

@@ -1,0 +1,98 @@
+"""The free enhancer endpoints: POST /api/enhance and GET /api/tags. Authenticated by API key
+like everything under /api/, rate limited in their own bucket, never charged."""
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import ApiError
+from generation.api import MAX_PROMPT_LENGTH, ErrorOutput, StrictBooleanField, StrictCharField
+from generation.throttles import FreeEndpointThrottle
+
+from . import enhance_prompt
+from .vocabulary import get_vocabulary
+
+MAX_QUERY_LENGTH = 100
+DEFAULT_TAG_RESULTS = 20
+MAX_TAG_RESULTS = 50
+
+
+class RateLimitHeadersMixin:
+    """X-RateLimit-* on every answer, as /api/generate sends them."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        state = getattr(request, "rate_limit_state", None)
+        if state is not None:
+            for name, value in state.headers().items():
+                response.setdefault(name, value)
+        return response
+
+
+class EnhanceView(RateLimitHeadersMixin, APIView):
+    throttle_classes = [FreeEndpointThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        prompt = StrictCharField(max_length=MAX_PROMPT_LENGTH, trim_whitespace=True)
+        allowNSFW = StrictBooleanField(default=True)  # noqa: N815 (the reference's field name)
+
+    class OutputSerializer(serializers.Serializer):
+        enhanced_prompt = serializers.CharField()
+        negative_prompt = serializers.CharField()
+
+    @extend_schema(
+        operation_id="enhance",
+        summary="Turn a prompt into Danbooru tags without generating (free)",
+        request=InputSerializer,
+        responses={200: OutputSerializer, 400: OpenApiResponse(ErrorOutput), 401: OpenApiResponse(ErrorOutput),
+                   429: OpenApiResponse(ErrorOutput)},
+    )
+    def post(self, request):
+        data = request.data
+        if not isinstance(data, dict):
+            raise ApiError(status_code=400, code="INVALID_REQUEST", message="Request body must be a JSON object")
+        unknown = sorted(set(data) - set(self.InputSerializer().fields))
+        if unknown:
+            raise ApiError(status_code=400, code="UNKNOWN_FIELD", message=f"Unknown field: {unknown[0]}")
+        serializer = self.InputSerializer(data=data)
+        if not serializer.is_valid():
+            if "prompt" in serializer.errors:
+                raise ApiError(status_code=400, code="INVALID_PROMPT",
+                               message=f"prompt must be a string of 1 to {MAX_PROMPT_LENGTH} characters")
+            raise ApiError(status_code=400, code="INVALID_ALLOW_NSFW",
+                           message="allowNSFW must be a boolean (true or false)")
+        values = serializer.validated_data
+        enhanced = enhance_prompt(values["prompt"], allow_nsfw=values["allowNSFW"])
+        return Response(self.OutputSerializer(
+            {"enhanced_prompt": enhanced.prompt, "negative_prompt": enhanced.negative_prompt}).data)
+
+
+class TagSearchView(RateLimitHeadersMixin, APIView):
+    throttle_classes = [FreeEndpointThrottle]
+
+    class TagSerializer(serializers.Serializer):
+        tag = serializers.CharField(source="name")
+        category = serializers.IntegerField()
+        post_count = serializers.IntegerField()
+
+    @extend_schema(
+        operation_id="tags",
+        summary="Autocomplete Danbooru tags, most used first (free)",
+        parameters=[
+            OpenApiParameter("q", str, required=True, description="A tag, alias or word prefix: \"blue h\", \"miku\""),
+            OpenApiParameter("limit", int, required=False, description=f"1 to {MAX_TAG_RESULTS}"),
+        ],
+        responses={200: serializers.ListSerializer(child=TagSerializer()), 400: OpenApiResponse(ErrorOutput),
+                   401: OpenApiResponse(ErrorOutput), 429: OpenApiResponse(ErrorOutput)},
+    )
+    def get(self, request):
+        query = request.query_params.get("q", "").strip()
+        if not query or len(query) > MAX_QUERY_LENGTH:
+            raise ApiError(status_code=400, code="INVALID_QUERY",
+                           message=f"q must be 1 to {MAX_QUERY_LENGTH} characters")
+        limit = request.query_params.get("limit", str(DEFAULT_TAG_RESULTS))
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_TAG_RESULTS:
+            raise ApiError(status_code=400, code="INVALID_LIMIT", message=f"limit must be 1 to {MAX_TAG_RESULTS}")
+        tags = get_vocabulary().search(query, limit=int(limit))
+        return Response({"results": self.TagSerializer(tags, many=True).data})
