@@ -75,7 +75,7 @@ def usage_since(*, user, since: datetime.datetime) -> Usage:
         images=Count("pk", filter=Q(status=Generation.Status.SUCCEEDED)),
         spend=Sum("cost_usd"),
     )
-    return Usage(images=totals["images"], spend_usd=totals["spend"] or Decimal("0"))
+    return Usage(images=totals["images"], spend_usd=totals["spend"] or Decimal(0))
 
 
 def dashboard_summary(*, user) -> DashboardSummary:

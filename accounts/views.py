@@ -7,6 +7,7 @@ from django.shortcuts import redirect, render
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods
 from drf_spectacular.views import SpectacularSwaggerSplitView
+from rest_framework.permissions import AllowAny
 
 from generation.models import ORIENTATIONS
 
@@ -91,11 +92,14 @@ def docs(request):
 
 
 class InteractiveDocsView(SpectacularSwaggerSplitView):
-    """Swagger UI under our Content-Security-Policy.
+    """Swagger UI under our Content-Security-Policy, for everyone (no key needed to read docs).
 
     The split view serves its start-up script as a file (script-src 'self' holds); Swagger UI
     itself sets inline styles, so this page alone allows them.
     """
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -108,7 +108,7 @@ def daily_totals(rows, *, start: datetime.date, end: datetime.date) -> list[DayT
     for offset in range((end - start).days + 1):
         day = start + datetime.timedelta(days=offset)
         row = by_day.get(day, {})
-        totals.append(DayTotal(day=day, images=row.get("images", 0), spend_usd=row.get("spend") or Decimal("0")))
+        totals.append(DayTotal(day=day, images=row.get("images", 0), spend_usd=row.get("spend") or Decimal(0)))
     return totals
 
 

@@ -207,7 +207,7 @@ def test_daily_totals_fill_every_day_of_the_range(alice):
     rows = Generation.objects.filter(user=alice)
     totals = daily_totals(rows, start=today - datetime.timedelta(days=3), end=today)
     assert [(t.images, t.spend_usd) for t in totals] == [
-        (0, Decimal("0")), (1, Decimal("0.009")), (0, Decimal("0")), (0, Decimal("0"))
+        (0, Decimal(0)), (1, Decimal("0.009")), (0, Decimal(0)), (0, Decimal(0))
     ]
     chart = usage_charts(totals)["images"]
     assert [bar.height for bar in chart.bars] == [0.0, 151.0, 0.0, 0.0]

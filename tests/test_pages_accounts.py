@@ -60,7 +60,7 @@ def test_sign_up_verify_then_log_in(client, db):
     assert response.status_code == HTTPStatus.FOUND
     assert "Check your inbox" in text(client.get(response["Location"]))
     user = User.objects.get(email="new@example.com")
-    assert ledger.balance(user=user) == Decimal("0")  # SIGNUP_CREDIT_USD is 0 by default
+    assert ledger.balance(user=user) == Decimal(0)  # SIGNUP_CREDIT_USD is 0 by default
     assert not LedgerEntry.objects.filter(user=user).exists()
 
     # Unverified: logging in only sends the link again.

@@ -101,7 +101,7 @@ def test_invalid_prompt_in_words_and_never_charged(client, alice, prompt):
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert "Write a prompt first" in text(response)
     assert not Generation.objects.exists()
-    assert ledger.balance(user=alice) == Decimal("1")
+    assert ledger.balance(user=alice) == Decimal(1)
 
 
 def test_invalid_orientation_uses_the_api_message(client, alice):
@@ -146,7 +146,7 @@ def test_backend_failure_in_words_and_refunded(client, alice, use_backend):
     page = text(response)
     assert "Generation failed." in page and "You were not charged" in page
     assert "GPU fell over" not in page  # details are for admins
-    assert ledger.balance(user=alice) == Decimal("1")
+    assert ledger.balance(user=alice) == Decimal(1)
     assert limits.daily_used(user_id=alice.pk) == 0
 
 
@@ -165,7 +165,7 @@ def test_csrf_is_enforced_for_the_session(alice):
     assert refused.status_code == HTTPStatus.FORBIDDEN
     assert "Reload it and try again" in text(refused)
     assert not Generation.objects.exists()
-    assert ledger.balance(user=alice) == Decimal("1")
+    assert ledger.balance(user=alice) == Decimal(1)
 
     accepted = playground(client, headers={"HTTP_X_CSRFTOKEN": client.cookies["csrftoken"].value})
     assert accepted.status_code == HTTPStatus.OK

@@ -77,7 +77,7 @@ def test_journey(page, live_server, mailoutbox):
     expect(alert.get_by_role("link", name="top up")).to_have_attribute("href", "/billing/#add-funds")
     page.console_errors.clear()  # the 402 itself is logged by the browser
 
-    ledger.credit(user=user, amount=Decimal("1"), kind=ledger.Kind.ADJUSTMENT, reference="browser-test-credit")
+    ledger.credit(user=user, amount=Decimal(1), kind=ledger.Kind.ADJUSTMENT, reference="browser-test-credit")
 
     full_key = create_key(page, "Test server")
     page.reload()
