@@ -2,13 +2,16 @@
 
 import datetime
 import hmac
+import ipaddress
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import keys
-from .models import ApiKey, User
+from .models import ApiKey, ApiKeyDailySpend, User
 
 # last_used_at is a hint for the user, not an audit log: write it at most once a minute per key.
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
@@ -18,7 +21,11 @@ class TooManyKeys(Exception):
     pass
 
 
-def create_api_key(*, user: User, name: str = "", test: bool = False) -> tuple[ApiKey, str]:
+class KeySpendCapReached(Exception):
+    pass
+
+
+def create_api_key(*, user: User, name: str = "", test: bool = False, **limits) -> tuple[ApiKey, str]:
     """Return the new key row and the full key, which exists only in this return value."""
     with transaction.atomic():
         # Lock the user row so two concurrent creations cannot both pass the count check.
@@ -32,6 +39,7 @@ def create_api_key(*, user: User, name: str = "", test: bool = False) -> tuple[A
             prefix=keys.visible_prefix(full_key),
             hashed_key=keys.hash_key(full_key),
             is_test=test,
+            **limits,
         )
     return api_key, full_key
 
@@ -74,3 +82,57 @@ def touch_last_used(api_key: ApiKey) -> None:
         last_used_at=now
     )
     api_key.last_used_at = now
+
+
+def network_allows(api_key: ApiKey, ip: str) -> bool:
+    """True when the key has no allow-list or `ip` is inside one of its networks."""
+    networks = [item.strip() for item in api_key.allowed_networks.split(",") if item.strip()]
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(network, strict=False) for network in networks)
+
+
+def validate_networks(value: str) -> str:
+    """Normalise a comma-separated list of networks; ValueError names the bad one."""
+    networks = []
+    for item in value.split(","):
+        if item.strip():
+            try:
+                networks.append(str(ipaddress.ip_network(item.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"{item.strip()!r} is not an IP address or network") from None
+    return ", ".join(networks)
+
+
+def add_key_spend(*, api_key: ApiKey, amount: Decimal, day: datetime.date) -> None:
+    """Count a charge against the key's caps, in the caller's transaction; raises
+    KeySpendCapReached when it would pass one. Conditional UPDATEs, so concurrent requests
+    cannot overshoot a cap."""
+    total = Q(spend_cap_total_usd__isnull=True) | Q(spend_cap_total_usd__gte=F("spent_total_usd") + amount)
+    if not ApiKey.objects.filter(Q(pk=api_key.pk) & total).update(spent_total_usd=F("spent_total_usd") + amount):
+        raise KeySpendCapReached()
+    if api_key.spend_cap_daily_usd is None:
+        return
+    counter = _daily_counter(api_key=api_key, day=day)
+    if not ApiKeyDailySpend.objects.filter(
+        pk=counter.pk, spent_usd__lte=api_key.spend_cap_daily_usd - amount
+    ).update(spent_usd=F("spent_usd") + amount):
+        raise KeySpendCapReached()
+
+
+def remove_key_spend(*, api_key_id: int, amount: Decimal, day: datetime.date) -> None:
+    """Give back a refunded charge's share of the key's caps."""
+    ApiKey.objects.filter(pk=api_key_id).update(spent_total_usd=F("spent_total_usd") - amount)
+    ApiKeyDailySpend.objects.filter(api_key_id=api_key_id, day=day).update(spent_usd=F("spent_usd") - amount)
+
+
+def _daily_counter(*, api_key: ApiKey, day: datetime.date) -> ApiKeyDailySpend:
+    counter = ApiKeyDailySpend.objects.filter(api_key=api_key, day=day).first()
+    if counter is None:
+        with transaction.atomic():
+            counter, _ = ApiKeyDailySpend.objects.get_or_create(api_key=api_key, day=day)
+    return counter

@@ -1,8 +1,11 @@
 import secrets
+from decimal import Decimal
 
 from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.utils import timezone
+
+from billing.models import MONEY
 
 
 def new_webhook_secret():
@@ -74,6 +77,13 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Limits the owner sets per key (all optional). Spend is counted in USD, in the same
+    # transaction as the charge, so concurrent requests cannot overshoot a cap.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allowed_networks = models.TextField(blank=True, help_text="IP networks allowed to use the key, comma-separated CIDRs; empty: any")
+    spend_cap_daily_usd = models.DecimalField(**MONEY, null=True, blank=True, help_text="USD per UTC day; empty: no cap")
+    spend_cap_total_usd = models.DecimalField(**MONEY, null=True, blank=True, help_text="USD over the key's life; empty: no cap")
+    spent_total_usd = models.DecimalField(**MONEY, default=Decimal("0"), editable=False)
 
     objects = ApiKeyQuerySet.as_manager()
 
@@ -87,6 +97,24 @@ class ApiKey(models.Model):
     @property
     def is_revoked(self):
         return self.revoked_at is not None
+
+    @property
+    def is_expired(self):
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+
+class ApiKeyDailySpend(models.Model):
+    """What a key spent on one UTC day, for its daily cap."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="daily_spend")
+    day = models.DateField()
+    spent_usd = models.DecimalField(**MONEY, default=Decimal("0"))
+
+    class Meta:
+        constraints = [
+            # One counter per key and day: the conditional UPDATE on it is the cap's lock.
+            models.UniqueConstraint(fields=["api_key", "day"], name="apikey_daily_spend_unique"),
+        ]
 
     @property
     def masked(self):

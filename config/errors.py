@@ -1,11 +1,12 @@
-"""Every API error is JSON in the reference's shape: {"error": "...", "code": "..."}."""
+"""Every API error is JSON in the reference's shape, {"error": "...", "code": "..."}, plus
+request_id, retryable and doc_url (added fields only)."""
 
 import logging
 
+from django.conf import settings
 from django.http import JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions, status
-from rest_framework.views import exception_handler
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,30 @@ class ApiError(exceptions.APIException):
 
 def error_body(message, code):
     return {"error": message, "code": code}
+
+
+# Codes worth retrying as they are (after Retry-After, where sent); the rest need a change first.
+RETRYABLE_CODES = {"RATE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED", "GENERATION_FAILED", "SERVICE_UNAVAILABLE",
+                   "IDEMPOTENCY_IN_PROGRESS", "INTERNAL_ERROR"}
+
+
+def with_details(body: dict, request) -> dict:
+    """Beyond the reference's {"error", "code"}: the request id to quote to support, whether to
+    retry, and the docs section for the code."""
+    code = body.get("code", "")
+    base = settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
+    return {**body, "request_id": getattr(request, "request_id", ""), "retryable": code in RETRYABLE_CODES,
+            "doc_url": f"{base}/docs/#error-{code}"}
+
+
+class ErrorDetailsMixin:
+    """For API views: every error answer carries with_details()."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if response.status_code >= 400 and isinstance(response.data, dict) and "code" in response.data:
+            response.data = with_details(response.data, request)
+        return response
 
 
 def _code_and_message(exc):
@@ -48,6 +73,9 @@ def _code_and_message(exc):
 
 
 def api_exception_handler(exc, context):
+    # Imported here: rest_framework.views imports the authentication classes, which raise ApiError.
+    from rest_framework.views import exception_handler
+
     response = exception_handler(exc, context)
     if response is None:
         return None  # an unexpected exception: Django's handler500 answers (JSON under /api/)
@@ -57,7 +85,7 @@ def api_exception_handler(exc, context):
     if isinstance(exc, exceptions.UnsupportedMediaType):
         # The reference has one answer for a body we cannot read: 400.
         response.status_code = status.HTTP_400_BAD_REQUEST
-    response.data = error_body(message, code)
+    response.data = with_details(error_body(message, code), context["request"])
     for name, value in getattr(exc, "headers", {}).items():
         response[name] = value
     return response
@@ -69,17 +97,17 @@ def _wants_json(request):
 
 def handler404(request, exception=None):
     if _wants_json(request):
-        return JsonResponse(error_body("Not found", "NOT_FOUND"), status=404)
+        return JsonResponse(with_details(error_body("Not found", "NOT_FOUND"), request), status=404)
     return render(request, "404.html", status=404)
 
 
 def handler500(request):
     if _wants_json(request):
-        return JsonResponse(error_body("Internal server error", "INTERNAL_ERROR"), status=500)
+        return JsonResponse(with_details(error_body("Internal server error", "INTERNAL_ERROR"), request), status=500)
     return render(request, "500.html", status=500)
 
 
 def handler400(request, exception=None):
     if _wants_json(request):
-        return JsonResponse(error_body("Bad request", "INVALID_REQUEST"), status=400)
+        return JsonResponse(with_details(error_body("Bad request", "INVALID_REQUEST"), request), status=400)
     return render(request, "400.html", status=400)

@@ -213,6 +213,8 @@ if AWS_STORAGE_BUCKET_NAME:
             "object_parameters": {"CacheControl": "public, max-age=31536000, immutable"},
         },
     }
+# Trusted reverse proxies in front of the web nodes, for the client IP of key allow-lists.
+NUM_PROXIES = envint("NUM_PROXIES", 0)
 # Public base for absolute image URLs; unset means "the host the request came in on".
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL").rstrip("/")
 # Serve MEDIA_ROOT from Django itself (dev and single-node deployments without a CDN).
@@ -250,6 +252,7 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
     "expire-stale-generations": {"task": "generation.tasks.expire_stale_generations", "schedule": 60.0},
+    "prune-old-images": {"task": "generation.tasks.prune_old_images", "schedule": 3600.0},
 }
 
 REST_FRAMEWORK = {
@@ -297,6 +300,8 @@ GENERATION_TIMEOUT_S = envfloat("GENERATION_TIMEOUT_S", 60.0)
 # A charged generation still unfinished this long after it was created is failed and refunded
 # by the beat task (its worker died and no web process is waiting for it any more).
 GENERATION_LEASE_S = envfloat("GENERATION_LEASE_S", GENERATION_TIMEOUT_S + 120)
+# Images older than this are deleted from storage (records and charges stay); 0 keeps them.
+IMAGE_RETENTION_DAYS = envint("IMAGE_RETENTION_DAYS", 0)
 # Completion webhooks go to public addresses only; tests and private deployments may lift that.
 WEBHOOK_ALLOW_PRIVATE_NETWORKS = envbool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", False)
 # Lossy WEBP settings: method 0-2 keeps encoding off the hot path (method 4 costs ~100 ms at 832x1280).

@@ -1,4 +1,6 @@
-"""POST /api/generate, exactly as the API reference describes it."""
+"""POST /api/generate, exactly as the API reference describes it, and the endpoints beyond it."""
+
+from decimal import Decimal
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
@@ -6,12 +8,13 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import ApiError
+from billing import ledger
+from config.errors import ApiError, ErrorDetailsMixin
 from config.metrics import API_RESPONSES
 
 from . import idempotency, limits, pipeline, webhooks
 from .models import ORIENTATIONS, Generation
-from .resources import answer_for, generation_resource
+from .resources import answer_for, generation_resource, pricing_for
 from .throttles import DailyImageQuotaThrottle, FreeEndpointThrottle, PerKeyRateThrottle
 
 MAX_PROMPT_LENGTH = 1000
@@ -36,6 +39,15 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only: "42", 4.2 and true are type errors."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class GenerateInput(serializers.Serializer):
     prompt = StrictCharField(max_length=MAX_PROMPT_LENGTH, trim_whitespace=True)
     orientation = serializers.ChoiceField(choices=list(ORIENTATIONS), default="portrait")
@@ -45,6 +57,7 @@ class GenerateInput(serializers.Serializer):
     # webhook_url when the image is done.
     async_ = StrictBooleanField(default=False, source="is_async", required=False)
     webhook_url = StrictCharField(max_length=2000, required=False, default="")
+    seed = StrictIntegerField(min_value=0, max_value=2**32 - 1, required=False, default=None, allow_null=True)
 
     def get_fields(self):
         fields = super().get_fields()
@@ -57,13 +70,22 @@ class GenerateOutput(serializers.Serializer):
     enhanced_prompt = serializers.CharField()
     balance_usd = serializers.FloatField()
     generation_time_ms = serializers.IntegerField()
+    id = serializers.UUIDField(help_text="The generation, for GET/DELETE /api/generations/{id}")
+    cost_usd = serializers.FloatField(help_text="What this image cost (0 for test keys)")
+    seed = serializers.IntegerField(help_text="Send it back to reproduce the image")
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    model = serializers.CharField()
 
 
-ErrorOutput = inline_serializer("Error", {"error": serializers.CharField(), "code": serializers.CharField()})
+ErrorOutput = inline_serializer("Error", {
+    "error": serializers.CharField(), "code": serializers.CharField(), "request_id": serializers.CharField(),
+    "retryable": serializers.BooleanField(), "doc_url": serializers.URLField(),
+})
 
 FIELD_CODES = {"prompt": "INVALID_PROMPT", "orientation": "INVALID_ORIENTATION",
                "allowNSFW": "INVALID_ALLOW_NSFW", "enhance": "INVALID_ENHANCE", "async": "INVALID_ASYNC",
-               "webhook_url": "INVALID_WEBHOOK_URL"}
+               "webhook_url": "INVALID_WEBHOOK_URL", "seed": "INVALID_SEED"}
 FIELD_MESSAGES = {
     "prompt": f"prompt must be a string of 1 to {MAX_PROMPT_LENGTH} characters",
     "orientation": "orientation must be one of: portrait, square, landscape",
@@ -71,6 +93,7 @@ FIELD_MESSAGES = {
     "enhance": "enhance must be a boolean (true or false)",
     "async": "async must be a boolean (true or false)",
     "webhook_url": "webhook_url must be an https URL of at most 2000 characters",
+    "seed": "seed must be an integer from 0 to 4294967295",
 }
 
 
@@ -105,11 +128,11 @@ def parse_generate_request(request) -> pipeline.GenerationParams:
     return pipeline.GenerationParams(
         prompt=values["prompt"], orientation=values["orientation"],
         allow_nsfw=values["allowNSFW"], enhance=values["enhance"],
-        is_async=is_async, webhook_url=values["webhook_url"],
+        is_async=is_async, webhook_url=values["webhook_url"], seed=values["seed"],
     )
 
 
-class GenerateView(APIView):
+class GenerateView(ErrorDetailsMixin, APIView):
     throttle_classes = [PerKeyRateThrottle, DailyImageQuotaThrottle]
     metrics_endpoint = "generate"
 
@@ -176,7 +199,8 @@ class GenerateView(APIView):
         day = getattr(request, "daily_quota_day", None)
         if day and not getattr(request, "image_delivered", False):
             try:
-                limits.give_back_daily_quota(user_id=request.user.pk, day=day)
+                limits.give_back_daily_quota(user_id=request.user.pk, day=day,
+                                             test=request.auth is not None and request.auth.is_test)
             except limits.LimitsUnavailable:
                 pass  # the unit expires with the day; refusing an answer over it would be worse
         code = response.data.get("code", "") if isinstance(response.data, dict) and response.status_code >= 400 else ""
@@ -185,7 +209,22 @@ class GenerateView(APIView):
         if state is not None:
             for name, value in state.headers().items():
                 response.setdefault(name, value)
+        self._account_headers(request, response)
         return response
+
+    def _account_headers(self, request, response):
+        """X-Balance-USD and X-Daily-Remaining, for callers who keep an eye on both."""
+        if not getattr(request, "user", None) or not request.user.is_authenticated:
+            return
+        body = response.data if isinstance(response.data, dict) else {}
+        balance = body.get("balance_usd")
+        if balance is None:
+            balance = ledger.balance(user=request.user)
+        response["X-Balance-USD"] = f"{Decimal(str(balance)):.6f}"
+        quota = getattr(request, "daily_quota_state", None)
+        if quota is not None:
+            given_back = getattr(request, "daily_quota_day", None) and not getattr(request, "image_delivered", False)
+            response["X-Daily-Remaining"] = str(max(0, quota.remaining + (1 if given_back else 0)))
 
 
 class GenerationPagination(CursorPagination):
@@ -195,7 +234,7 @@ class GenerationPagination(CursorPagination):
     max_page_size = 100
 
 
-class GenerationListView(APIView):
+class GenerationListView(ErrorDetailsMixin, APIView):
     """GET /api/generations: the caller's own generations, newest first (cursor-paginated)."""
 
     throttle_classes = [FreeEndpointThrottle]
@@ -207,16 +246,37 @@ class GenerationListView(APIView):
         return paginator.get_paginated_response([generation_resource(g, request=request) for g in page])
 
 
-class GenerationDetailView(APIView):
-    """GET /api/generations/{id}: the status of one of the caller's generations."""
+class GenerationDetailView(ErrorDetailsMixin, APIView):
+    """GET /api/generations/{id}: the status of one of the caller's generations.
+    DELETE: remove its image from storage; the record and its charge stay."""
 
     throttle_classes = [FreeEndpointThrottle]
 
-    @extend_schema(operation_id="get_generation", responses={
-        200: OpenApiResponse(description="The generation"), 404: OpenApiResponse(ErrorOutput, description="Not yours or no such id")})
-    def get(self, request, generation_id):
+    def _own(self, request, generation_id) -> Generation:
         # Another user's id is indistinguishable from a missing one.
         generation = Generation.objects.filter(user=request.user, pk=generation_id).first()
         if generation is None:
             raise ApiError(status_code=404, code="NOT_FOUND", message="No such generation")
+        return generation
+
+    @extend_schema(operation_id="get_generation", responses={
+        200: OpenApiResponse(description="The generation"), 404: OpenApiResponse(ErrorOutput, description="Not yours or no such id")})
+    def get(self, request, generation_id):
+        return Response(generation_resource(self._own(request, generation_id), request=request))
+
+    @extend_schema(operation_id="delete_generation_image", responses={
+        200: OpenApiResponse(description="The generation, image_url now null"),
+        404: OpenApiResponse(ErrorOutput, description="Not yours or no such id")})
+    def delete(self, request, generation_id):
+        generation = pipeline.delete_generation_image(generation=self._own(request, generation_id))
         return Response(generation_resource(generation, request=request))
+
+
+class PricingView(ErrorDetailsMixin, APIView):
+    """GET /api/pricing: the price, the limits, and what the caller has left today."""
+
+    throttle_classes = [FreeEndpointThrottle]
+
+    @extend_schema(operation_id="pricing", responses={200: OpenApiResponse(description="Price, limits, remaining quota")})
+    def get(self, request):
+        return Response(pricing_for(user=request.user, api_key=request.auth))

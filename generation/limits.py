@@ -98,32 +98,33 @@ def _daily_item():
     return RateLimitItemPerDay(settings.ANIMEAPI_DAILY_LIMIT)
 
 
-def _daily_key(user_id: int, day: str) -> str:
-    return _daily_item().key_for("daily", str(user_id), day)
+def _daily_key(user_id: int, day: str, test: bool = False) -> str:
+    # Test keys have a quota of their own, so a CI suite never eats into production's.
+    return _daily_item().key_for("daily-test" if test else "daily", str(user_id), day)
 
 
 @_guard
-def take_daily_quota(*, user_id: int) -> tuple[bool, LimitState, str]:
+def take_daily_quota(*, user_id: int, test: bool = False) -> tuple[bool, LimitState, str]:
     """Take one image from today's quota. Returns (allowed, state, day); give it back with the day."""
     day = utc_day()
     item = _daily_item()
     # The date is in the key, so the window is the UTC calendar day, not 24 h from the first hit.
-    used = _storage().incr(_daily_key(user_id, day), item.get_expiry() + 3600)
+    used = _storage().incr(_daily_key(user_id, day, test), item.get_expiry() + 3600)
     allowed = used <= item.amount
     if not allowed:
-        _storage().incr(_daily_key(user_id, day), item.get_expiry() + 3600, amount=-1)
+        _storage().incr(_daily_key(user_id, day, test), item.get_expiry() + 3600, amount=-1)
         used -= 1
     return allowed, LimitState(limit=item.amount, remaining=item.amount - used, reset_at=_next_utc_midnight()), day
 
 
 @_guard
-def give_back_daily_quota(*, user_id: int, day: str) -> None:
-    _storage().incr(_daily_key(user_id, day), _daily_item().get_expiry() + 3600, amount=-1)
+def give_back_daily_quota(*, user_id: int, day: str, test: bool = False) -> None:
+    _storage().incr(_daily_key(user_id, day, test), _daily_item().get_expiry() + 3600, amount=-1)
 
 
 @_guard
-def daily_used(*, user_id: int) -> int:
-    return max(0, _storage().get(_daily_key(user_id, utc_day())))
+def daily_used(*, user_id: int, test: bool = False) -> int:
+    return max(0, _storage().get(_daily_key(user_id, utc_day(), test)))
 
 
 def reset_all() -> None:

@@ -52,6 +52,7 @@ class Generation(models.Model):
     error_code = models.CharField(max_length=40, blank=True)
     error_detail = models.TextField(blank=True, help_text="For admins; never shown to the user")
     image = models.CharField(max_length=255, blank=True, help_text="Storage name of the WEBP")
+    image_deleted_at = models.DateTimeField(null=True, blank=True, help_text="Deleted by its owner or by retention")
     details = models.JSONField(default=dict, blank=True)
     is_async = models.BooleanField(default=False, help_text="Answered 202 at once; fetched or pushed later")
     webhook_url = models.URLField(max_length=2000, blank=True)

@@ -17,11 +17,12 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.apikeys import KeySpendCapReached, add_key_spend, remove_key_spend
 from billing import ledger
 from billing.models import LedgerEntry
 from config.metrics import GENERATION_SECONDS, REFUNDS
 
-from . import enhance, images, limits, safety
+from . import enhance, images, limits, safety, xmp
 from .backends import get_backend
 from .backends.base import BackendError, ImageRequest
 from .models import ORIENTATIONS, Generation
@@ -57,29 +58,47 @@ def new_seed() -> int:
 def start_generation(*, user, api_key, params: GenerationParams, request_id: str = "", base_url: str = "") -> Generation:
     """Record the attempt and reserve its price in one transaction.
 
-    Not enough balance leaves a FAILED row with INSUFFICIENT_BALANCE and no charge.
+    Not enough balance (402 INSUFFICIENT_BALANCE) or a key's spend cap reached (402
+    KEY_SPEND_CAP_REACHED) leaves a FAILED row and no charge. Test keys (`ank_test_`) are never
+    charged and always use the preview backend.
     """
     width, height = ORIENTATIONS[params.orientation]
-    price = settings.ANIMEAPI_PRICE_USD
+    is_test = api_key is not None and api_key.is_test
+    price = Decimal("0") if is_test else settings.ANIMEAPI_PRICE_USD
     generation = Generation(
         user=user, api_key=api_key, request_id=request_id, prompt=params.prompt,
         orientation=params.orientation, width=width, height=height, allow_nsfw=params.allow_nsfw,
         enhance=params.enhance, seed=params.seed if params.seed is not None else new_seed(),
-        backend=settings.GENERATION_BACKEND, cost_usd=price, is_async=params.is_async,
-        webhook_url=params.webhook_url, base_url=base_url,
+        backend="preview" if is_test else settings.GENERATION_BACKEND, cost_usd=price, is_test=is_test,
+        is_async=params.is_async, webhook_url=params.webhook_url, base_url=base_url,
     )
     with transaction.atomic():
         generation.save(force_insert=True)
         try:
-            charge = ledger.reserve(user=user, amount=price, reference=generation.charge_reference)
-            generation.balance_after = charge.balance_after
-        except ledger.InsufficientBalance:
+            generation.balance_after = _charge(generation)
+        except (ledger.InsufficientBalance, KeySpendCapReached) as exc:
             generation.status = Status.FAILED
-            generation.error_code = "INSUFFICIENT_BALANCE"
+            generation.error_code = ("INSUFFICIENT_BALANCE" if isinstance(exc, ledger.InsufficientBalance)
+                                     else "KEY_SPEND_CAP_REACHED")
             generation.cost_usd = Decimal("0")
             generation.finished_at = timezone.now()
             generation.save(update_fields=["status", "error_code", "cost_usd", "finished_at"])
     return generation
+
+
+def _charge(generation: Generation) -> Decimal:
+    """Reserve the price (and count it against the key's caps); the balance after the charge."""
+    if generation.is_test:
+        return ledger.balance(user=generation.user)
+    api_key = generation.api_key
+    if api_key is None:
+        return ledger.reserve(user=generation.user, amount=generation.cost_usd,
+                              reference=generation.charge_reference).balance_after
+    # A savepoint, so a cap refused after the reservation undoes the reservation too.
+    with transaction.atomic():
+        charge = ledger.reserve(user=generation.user, amount=generation.cost_usd, reference=generation.charge_reference)
+        add_key_spend(api_key=api_key, amount=generation.cost_usd, day=generation.created_at.date())
+    return charge.balance_after
 
 
 def fail_generation(*, generation_id, code: str, detail: str = "", **fields) -> bool:
@@ -93,6 +112,9 @@ def fail_generation(*, generation_id, code: str, detail: str = "", **fields) -> 
             charge = LedgerEntry.objects.filter(reference=f"generation:{generation_id}").first()
             if charge is not None:
                 ledger.refund(charge=charge, memo=f"Generation failed: {code}")
+                row = Generation.objects.values("api_key_id", "created_at").get(pk=generation_id)
+                if row["api_key_id"]:
+                    remove_key_spend(api_key_id=row["api_key_id"], amount=-charge.amount, day=row["created_at"].date())
     if failed:
         REFUNDS.labels(code).inc()
         log.warning("generation %s failed: %s %s", generation_id, code, detail[:500])
@@ -103,12 +125,14 @@ def fail_generation(*, generation_id, code: str, detail: str = "", **fields) -> 
 def _after_async_finish(generation_id, *, succeeded: bool) -> None:
     """For async generations, whoever finishes the row also does what the waiting web process
     would have: give back the daily unit of a failure, and notify the webhook."""
-    row = Generation.objects.filter(pk=generation_id, is_async=True).values("user_id", "created_at", "webhook_url").first()
+    row = (Generation.objects.filter(pk=generation_id, is_async=True)
+           .values("user_id", "created_at", "webhook_url", "is_test").first())
     if row is None:
         return
     if not succeeded:
         try:
-            limits.give_back_daily_quota(user_id=row["user_id"], day=limits.utc_day(row["created_at"].timestamp()))
+            limits.give_back_daily_quota(user_id=row["user_id"], day=limits.utc_day(row["created_at"].timestamp()),
+                                         test=row["is_test"])
         except limits.LimitsUnavailable:
             log.warning("could not give back the daily unit of %s", generation_id)
     if row["webhook_url"]:
@@ -173,6 +197,8 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
         image = _generate_checked(get_backend(generation.backend), request, deadline=deadline)
         outcome["generate_ms"] = _ms_since(started)
         data = images.to_webp(image.data, width=generation.width, height=generation.height)
+        data = xmp.embed_xmp(data, _generation_xmp(generation, outcome, image), width=generation.width,
+                             height=generation.height)
         name = images.store_image(data)
     except Exception as exc:
         code, detail = _failure(exc, generation_id)
@@ -198,6 +224,23 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
     return outcome
 
 
+def _generation_xmp(generation: Generation, outcome: dict, image) -> bytes:
+    """The parameters that made the image, so the file itself says how to make it again."""
+    return xmp.build_xmp({
+        "prompt": outcome["enhanced_prompt"],
+        "negativePrompt": outcome["negative_prompt"],
+        "model": image.model,
+        "seed": image.seed,
+        "steps": image.details.get("steps", ""),
+        "cfgScale": image.details.get("CFGScale", ""),
+        "scheduler": image.details.get("scheduler", ""),
+        "width": generation.width,
+        "height": generation.height,
+        "backend": generation.backend,
+        "generationId": str(generation.id),
+    })
+
+
 def _failure(exc: Exception, generation_id) -> tuple[str, str]:
     """The API's error code and the admin-only detail for an exception of the pipeline."""
     if isinstance(exc, NsfwContentBlocked):
@@ -208,6 +251,25 @@ def _failure(exc: Exception, generation_id) -> tuple[str, str]:
         return "GENERATION_FAILED", f"invalid image: {exc}"
     log.exception("generation %s crashed", generation_id)
     return "GENERATION_FAILED", f"{type(exc).__name__}: {exc}"
+
+
+def delete_generation_image(*, generation: Generation) -> Generation:
+    """Remove the image from storage and blank its URL; the record and its charge stay."""
+    if generation.image:
+        images.delete_image(generation.image)
+        Generation.objects.filter(pk=generation.pk).update(image="", image_deleted_at=timezone.now())
+        generation.refresh_from_db()
+    return generation
+
+
+def prune_images(*, older_than_days: int) -> int:
+    """Delete images older than the retention period (beat task); records stay."""
+    cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
+    pruned = 0
+    for generation in Generation.objects.filter(created_at__lt=cutoff).exclude(image="").iterator():
+        delete_generation_image(generation=generation)
+        pruned += 1
+    return pruned
 
 
 def submit_generation(*, user, api_key, params: GenerationParams, request_id: str = "", base_url: str = "") -> Generation:

@@ -1,15 +1,19 @@
 """How a Generation looks from outside: the API's answers, GET /api/generations and webhooks."""
 
+from django.conf import settings
+
+from billing import ledger
 from billing.models import LedgerEntry
 from config.errors import error_body
 
-from . import images
-from .models import Generation
+from . import images, limits
+from .models import ORIENTATIONS, Generation
 
 Status = Generation.Status
 
 ERRORS = {
     "INSUFFICIENT_BALANCE": (402, "Insufficient balance"),
+    "KEY_SPEND_CAP_REACHED": (402, "This API key has reached its spend cap"),
     "NSFW_CONTENT_BLOCKED": (422, "The image was flagged as NSFW and withheld; you were not charged"),
     "GENERATION_FAILED": (500, "Generation failed"),
 }
@@ -21,17 +25,26 @@ def balance_after_charge(generation: Generation):
     if balance is None:
         balance = (LedgerEntry.objects.filter(reference=generation.charge_reference)
                    .values_list("balance_after", flat=True).first())
+    if balance is None:  # a test key's generation: nothing was charged
+        balance = ledger.balance(user=generation.user)
     return balance
 
 
 def success_body(generation: Generation, *, request=None) -> dict:
-    """The reference's four fields."""
+    """The reference's four fields, then ours (added fields only)."""
     return {
-        "image_url": images.image_url(generation.image, request=request, base_url=generation.base_url),
+        "image_url": (images.image_url(generation.image, request=request, base_url=generation.base_url)
+                      if generation.image else None),
         "enhanced_prompt": generation.enhanced_prompt,
-        # A JSON number, as the reference says; the ledger itself stays Decimal.
+        # JSON numbers, as the reference says; the ledger itself stays Decimal.
         "balance_usd": float(balance_after_charge(generation)),
         "generation_time_ms": generation.total_ms,
+        "id": str(generation.id),
+        "cost_usd": float(generation.cost_usd),
+        "seed": generation.seed,
+        "width": generation.width,
+        "height": generation.height,
+        "model": generation.model,
     }
 
 
@@ -68,3 +81,29 @@ def generation_resource(generation: Generation, *, request=None) -> dict:
 def generation_event(generation: Generation) -> dict:
     """The webhook body."""
     return {"type": f"generation.{generation.status}", "data": generation_resource(generation)}
+
+
+def pricing_for(*, user, api_key) -> dict:
+    """GET /api/pricing: what an image costs this caller, the limits, and what is left today."""
+    is_test = api_key is not None and api_key.is_test
+    price = 0 if is_test else settings.ANIMEAPI_PRICE_USD
+    balance = ledger.balance(user=user)
+    try:
+        used = limits.daily_used(user_id=user.pk, test=is_test)
+    except limits.LimitsUnavailable:
+        used = None
+    return {
+        "currency": "USD",
+        "price_per_image_usd": float(price),
+        "test_mode": is_test,
+        "orientations": {name: {"width": w, "height": h} for name, (w, h) in ORIENTATIONS.items()},
+        "limits": {
+            "requests_per_minute_per_key": settings.ANIMEAPI_RATE_LIMIT_PER_MINUTE,
+            "images_per_day_per_user": settings.ANIMEAPI_DAILY_LIMIT,
+        },
+        "remaining": {
+            "images_today": None if used is None else max(0, settings.ANIMEAPI_DAILY_LIMIT - used),
+            "balance_usd": float(balance),
+            "images_affordable": None if is_test else max(0, int(balance // settings.ANIMEAPI_PRICE_USD)),
+        },
+    }

@@ -50,3 +50,11 @@ def expire_stale_generations() -> int:
     if count:
         log.warning("expired %d stale generation(s)", count)
     return count
+
+
+@shared_task(name="generation.tasks.prune_old_images")
+def prune_old_images() -> int:
+    """Delete images past IMAGE_RETENTION_DAYS (beat, hourly); nothing when it is 0."""
+    if settings.IMAGE_RETENTION_DAYS <= 0:
+        return 0
+    return pipeline.prune_images(older_than_days=settings.IMAGE_RETENTION_DAYS)

@@ -18,6 +18,10 @@ def _unavailable():
                     headers={"Retry-After": "5"})
 
 
+def _is_test(request) -> bool:
+    return request.auth is not None and request.auth.is_test
+
+
 def limit_bucket(request) -> str:
     """Per API key; the dashboard's playground (a session, no key) is limited per user."""
     if request.auth is not None:
@@ -54,7 +58,7 @@ class DailyImageQuotaThrottle(BaseThrottle):
 
     def allow_request(self, request, view):
         try:
-            allowed, state, day = limits.take_daily_quota(user_id=request.user.pk)
+            allowed, state, day = limits.take_daily_quota(user_id=request.user.pk, test=_is_test(request))
         except limits.LimitsUnavailable:
             raise _unavailable() from None
         request.daily_quota_state = state

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import api
 
@@ -6,4 +6,6 @@ urlpatterns = [
     path("generate", api.GenerateView.as_view(), name="api-generate"),
     path("generations", api.GenerationListView.as_view(), name="api-generations"),
     path("generations/<uuid:generation_id>", api.GenerationDetailView.as_view(), name="api-generation"),
+    path("pricing", api.PricingView.as_view(), name="api-pricing"),
+    path("", include("generation.enhance.urls")),
 ]

@@ -112,3 +112,10 @@ def generate(client, key, body=None, *, raw=None, content_type="application/json
     if key is not None:
         headers.setdefault("HTTP_AUTHORIZATION", f"Bearer {key}")
     return client.post("/api/generate", data=payload, content_type=content_type, **headers)
+
+
+def error_of(response) -> dict:
+    """The reference's part of an error answer; the added fields are checked where they matter."""
+    body = response.json()
+    assert {"request_id", "retryable", "doc_url"} <= set(body), body
+    return {"error": body["error"], "code": body["code"]}

@@ -15,7 +15,7 @@ from billing import ledger
 from generation import limits, pipeline
 from generation.models import Generation
 from generation.tasks import expire_stale_generations
-from tests.conftest import generate, make_user
+from tests.conftest import error_of, generate, make_user
 from tests.test_api_generate import ExplodingBackend, fetch_image, use_backend  # noqa: F401 (fixture)
 
 PRICE = Decimal("0.009")
@@ -97,7 +97,7 @@ def test_generations_are_scoped_to_their_owner(client, alice_key, charlie_key):
     generate(client, charlie_key, {"prompt": "theirs"})
     response = client.get(f"/api/generations/{mine}", HTTP_AUTHORIZATION=f"Bearer {charlie_key}")
     assert response.status_code == 404
-    assert response.json() == {"error": "No such generation", "code": "NOT_FOUND"}
+    assert error_of(response) == {"error": "No such generation", "code": "NOT_FOUND"}
     listed = client.get("/api/generations", HTTP_AUTHORIZATION=f"Bearer {charlie_key}").json()
     assert [g["prompt"] for g in listed["results"]] == ["theirs"]
     assert client.get(f"/api/generations/{mine}").status_code == 401

@@ -22,7 +22,7 @@ from generation import backends
 from generation.backends import runware
 from generation.backends.base import BackendError, ImageRequest
 from generation.models import Generation
-from tests.conftest import generate
+from tests.conftest import error_of, generate
 
 API_KEY = "rw-test-key"
 MODEL = "civitai:1188071@1408658"
@@ -163,7 +163,7 @@ def fake_runware(settings, monkeypatch):
 
 def assert_failed_and_refunded(response, alice, *, code="GENERATION_FAILED", status=HTTPStatus.INTERNAL_SERVER_ERROR):
     assert response.status_code == status, response.content
-    assert response.json() == {"error": response.json()["error"], "code": code}
+    assert error_of(response)["code"] == code
     assert ledger.balance(user=alice) == Decimal("1")
     generation = Generation.objects.get(user=alice)
     assert generation.status == Generation.Status.FAILED
