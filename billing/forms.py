@@ -11,3 +11,10 @@ class TopUpForm(forms.Form):
         if not low <= amount <= high:
             raise forms.ValidationError(f"Choose an amount between ${low} and ${high}.")
         return amount
+
+
+class LowBalanceAlertForm(forms.Form):
+    threshold = forms.DecimalField(
+        label="E-mail me when my balance falls below (USD)", required=False, min_value=0, max_value=100000,
+        max_digits=9, decimal_places=2, help_text="Leave empty for no alert. You are also told when it runs out.",
+    )

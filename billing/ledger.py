@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 
+from . import alerts
 from .models import LedgerEntry, Wallet
 
 Kind = LedgerEntry.Kind
@@ -32,21 +33,28 @@ def _as_usd(amount) -> Decimal:
 def _add_to_wallet(*, user, amount: Decimal, require_funds: bool) -> Decimal | None:
     """Move the cached balance by `amount` in one statement; the new balance, or None when
     `require_funds` and the balance does not cover it (the conditional UPDATE is what makes two
-    concurrent spenders unable to take the same cent)."""
+    concurrent spenders unable to take the same cent). A drop is passed to billing.alerts with
+    the before and after of this very statement, so a crossing is seen exactly once."""
     condition = " AND balance >= %s" if require_funds else ""
     params = [amount, user.pk] + ([-amount] if require_funds else [])
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE billing_wallet SET balance = balance + %s, updated_at = CURRENT_TIMESTAMP "
-            f"WHERE user_id = %s{condition} RETURNING balance",
+            f"WHERE user_id = %s{condition} RETURNING balance, low_balance_threshold",
             params,
         )
         row = cursor.fetchone()
     if row is None and not require_funds:
         Wallet.objects.get_or_create(user=user)
         return _add_to_wallet(user=user, amount=amount, require_funds=False)
+    if row is None:
+        return None
     # str() first: SQLite hands back a float, PostgreSQL a Decimal.
-    return None if row is None else _as_usd(str(row[0]))
+    balance = _as_usd(str(row[0]))
+    if amount < 0:
+        alerts.notice_drop(user_id=user.pk, before=balance - amount, after=balance,
+                           threshold=None if row[1] is None else _as_usd(str(row[1])))
+    return balance
 
 
 def _book(*, user, amount: Decimal, kind: str, reference: str, memo: str, require_funds: bool,

@@ -18,6 +18,8 @@ class Wallet(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="wallet")
     balance = models.DecimalField(**MONEY, default=Decimal("0"))
     updated_at = models.DateTimeField(auto_now=True)
+    # The owner's alert level: falling below it sends one e-mail per crossing (billing.alerts).
+    low_balance_threshold = models.DecimalField(**MONEY, null=True, blank=True, help_text="USD; empty: no alert")
 
     def __str__(self):
         return f"{self.user} ${self.balance}"

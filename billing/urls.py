@@ -7,6 +7,7 @@ app_name = "billing"
 urlpatterns = [
     path("", views.home, name="home"),
     path("topup/", views.topup, name="topup"),
+    path("alerts/", views.alert_settings, name="alert-settings"),
     path("topup/success/", views.topup_success, name="topup-success"),
     path("topup/cancel/", views.topup_cancel, name="topup-cancel"),
     path("stripe/webhook/", views.stripe_webhook, name="stripe-webhook"),

@@ -4,6 +4,7 @@ import uuid
 from http import HTTPStatus
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpResponseRedirect, JsonResponse
@@ -14,8 +15,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from config.errors import error_body
 
-from . import ledger, stripe, topups, webhooks
-from .forms import TopUpForm
+from . import alerts, ledger, stripe, topups, webhooks
+from .forms import LowBalanceAlertForm, TopUpForm
 from .models import LedgerEntry, StripeEvent, TopUp
 
 LEDGER_PAGE_SIZE = 25
@@ -97,7 +98,21 @@ def stripe_webhook(request):
     return JsonResponse({"received": True, "outcome": event.outcome})
 
 
-def _render_home(request, *, form, request_token, status=HTTPStatus.OK):
+@login_required
+@require_POST
+def alert_settings(request):
+    form = LowBalanceAlertForm(request.POST)
+    if not form.is_valid():
+        return _render_home(request, form=TopUpForm(), request_token=uuid.uuid4(), alert_form=form,
+                            status=HTTPStatus.BAD_REQUEST)
+    alerts.set_threshold(user=request.user, threshold=form.cleaned_data["threshold"])
+    threshold = form.cleaned_data["threshold"]
+    messages.success(request, f"We will e-mail you when your balance falls below ${threshold:.2f}."
+                     if threshold is not None else "Low-balance alerts are off.")
+    return HttpResponseSeeOther(reverse("billing:home"))
+
+
+def _render_home(request, *, form, request_token, status=HTTPStatus.OK, alert_form=None):
     ledger_pages = Paginator(LedgerEntry.objects.filter(user=request.user), LEDGER_PAGE_SIZE)
     context = {
         "balance": ledger.balance(user=request.user),
@@ -109,6 +124,7 @@ def _render_home(request, *, form, request_token, status=HTTPStatus.OK):
         "stripe_configured": stripe.is_configured(),
         "topups": TopUp.objects.filter(user=request.user)[:RECENT_TOPUPS],
         "entries": ledger_pages.get_page(request.GET.get("page")),
+        "alert_form": alert_form or LowBalanceAlertForm(initial={"threshold": alerts.threshold_of(user=request.user)}),
     }
     return render(request, "billing/home.html", context, status=status)
 
