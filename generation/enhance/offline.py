@@ -251,8 +251,10 @@ def find_series_context(segments: list[list[Token]], vocabulary: Vocabulary) -> 
     for tokens in segments:
         items = content(tokens)
         for start in range(len(items)):
+            if items[start].text not in vocabulary.name_first_words:
+                continue
             previous = items[start - 1] if start else None
-            for length in range(min(MAX_PHRASE_WORDS, len(items) - start), 0, -1):
+            for length in range(reach(items, start, vocabulary), 0, -1):
                 span = items[start:start + length]
                 surface = " ".join(t.text for t in span)
                 candidates = [t for t in vocabulary.names_for(surface)
@@ -274,6 +276,11 @@ def series_named(tag: str, vocabulary: Vocabulary, previous: Token | None) -> st
     if previous is not None and previous.text == "from":
         return vocabulary.character(tag).series
     return ""
+
+
+def reach(items: list[Token], start: int, vocabulary: Vocabulary) -> int:
+    window = items[start:start + MAX_PHRASE_WORDS]
+    return vocabulary.reach([t.text for t in window], [t.stem for t in window])
 
 
 def choose_name(candidates: tuple[str, ...], vocabulary: Vocabulary, series_context: set[str],
@@ -349,8 +356,7 @@ def match_segment(tokens: list[Token], vocabulary: Vocabulary, series_context: s
     while start < len(items):
         found = None
         previous = items[start - 1] if start else None
-        longest = min(MAX_PHRASE_WORDS, len(items) - start)
-        length = longest
+        length = reach(items, start, vocabulary)
         while length > 0:
             found = lookup(items[start:start + length], vocabulary, series_context, previous,
                            items[start + length:])
@@ -396,7 +402,7 @@ def overlapping_match(items: list[Token], start: int, length: int, vocabulary: V
     or None."""
     end = start + length
     for inner in range(start + 1, end):
-        for inner_length in range(min(MAX_PHRASE_WORDS, len(items) - inner), end - inner, -1):
+        for inner_length in range(reach(items, inner, vocabulary), end - inner, -1):
             if inner_length >= length and lookup(items[inner:inner + inner_length], vocabulary, series_context,
                                                  items[inner - 1], items[inner + inner_length:]):
                 return inner

@@ -12,6 +12,7 @@ from functools import lru_cache
 # Split on everything that is not a letter or digit, keeping in-word "+" ("6+girls") and "." in
 # abbreviations ("d.va", "c.c.") out of the picture: tag names are indexed the same way.
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
+POSSESSIVE = re.compile(r"'s\b")
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
 
 IRREGULAR = {
@@ -50,8 +51,10 @@ def has_cjk(text: str) -> bool:
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words of a normalized text; a possessive "'s" is dropped ("girl's" -> "girl")."""
-    return WORD.findall(re.sub(r"'s\b", "", text))
+    """The words of a text; a possessive "'s" is dropped ("girl's" -> "girl")."""
+    if "'" in text:
+        text = POSSESSIVE.sub("", text)
+    return WORD.findall(text)
 
 
 @lru_cache(maxsize=1 << 16)

@@ -93,6 +93,8 @@ class Vocabulary:
         self.cjk = dict(line.split(" = ", 1) for line in _data_lines("cjk.txt"))
         self.cjk_longest = max(len(word) for word in self.cjk)
         self.english_words = self._english_words()
+        self.key_prefixes = self._key_prefixes()
+        self.name_first_words = frozenset(name.split(" ", 1)[0] for name in self.names)
 
     # Tags -------------------------------------------------------------------------------------
 
@@ -151,6 +153,17 @@ class Vocabulary:
 
     def general_stem(self, stems: str) -> str | None:
         return self.general_stems.get(stems)
+
+    def reach(self, surfaces: list[str], stems: list[str]) -> int:
+        """How many of these words a key could span: "long silver hair" stops at 2 when no key
+        starts with "long silver". Keeps matching at about one lookup per word."""
+        surface = stem_text = ""
+        for count in range(1, min(len(surfaces), MAX_PHRASE_WORDS)):
+            surface = f"{surface} {surfaces[count - 1]}" if surface else surfaces[0]
+            stem_text = f"{stem_text} {stems[count - 1]}" if stem_text else stems[0]
+            if surface not in self.key_prefixes and stem_text not in self.key_prefixes:
+                return count
+        return min(len(surfaces), MAX_PHRASE_WORDS)
 
     def names_for(self, surface: str) -> tuple[str, ...]:
         return self.names.get(surface, ())
@@ -285,6 +298,17 @@ class Vocabulary:
             relations.append(Relation(tuple(t.strip() for t in requires.split("+")),
                                       tuple(t.strip() for t in adds.split(","))))
         return tuple(relations)
+
+    def _key_prefixes(self) -> frozenset[str]:
+        """Every proper prefix of every multi-word key: "hatsune" of "hatsune miku"."""
+        prefixes = set()
+        for keys in (self.phrases, self.phrase_stems, self.general_surface, self.general_stems, self.names):
+            for phrase in keys:
+                cut = phrase.rfind(" ")
+                while cut > 0:
+                    prefixes.add(phrase[:cut])
+                    cut = phrase.rfind(" ", 0, cut)
+        return frozenset(prefixes)
 
     def _english_words(self) -> frozenset[str]:
         """Words that are ordinary English as well as a name (data/common_word_names.txt), and the
