@@ -1,9 +1,10 @@
+from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from billing.models import Wallet
 
-from .apikeys import revoke_api_key
+from .apikeys import revoke_api_key, validate_networks
 from .models import ApiKey, User
 
 
@@ -36,11 +37,25 @@ class UserAdmin(DjangoUserAdmin):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     # The hash is never shown: it is useless to an admin and should not travel further than needed.
-    list_display = ["prefix", "name", "user", "is_test", "created_at", "last_used_at", "revoked_at"]
-    list_filter = ["is_test", "revoked_at", "created_at"]
+    list_display = ["prefix", "name", "user", "is_test", "created_at", "last_used_at", "expires_at", "revoked_at",
+                    "spent_total_usd", "spend_cap_total_usd"]
+    list_filter = ["is_test", "revoked_at", "created_at", "expires_at"]
     search_fields = ["prefix", "name", "user__email"]
-    fields = ["user", "name", "prefix", "is_test", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["user", "prefix", "is_test", "created_at", "last_used_at", "revoked_at"]
+    fields = ["user", "name", "prefix", "is_test", "created_at", "last_used_at", "revoked_at",
+              "expires_at", "allowed_networks", "spend_cap_daily_usd", "spend_cap_total_usd", "spent_total_usd"]
+    readonly_fields = ["user", "prefix", "is_test", "created_at", "last_used_at", "revoked_at", "spent_total_usd"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+
+        def clean_allowed_networks(self):
+            try:
+                return validate_networks(self.cleaned_data["allowed_networks"])
+            except ValueError as exc:
+                raise forms.ValidationError(str(exc)) from None
+
+        form.clean_allowed_networks = clean_allowed_networks
+        return form
     list_select_related = ["user"]
     actions = ["revoke"]
 

@@ -38,7 +38,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 @admin.register(Wallet)
 class WalletAdmin(admin.ModelAdmin):
-    list_display = ["user", "balance", "updated_at"]
+    list_display = ["user", "balance", "low_balance_threshold", "updated_at"]
     search_fields = ["user__email"]
     readonly_fields = ["user", "balance", "updated_at"]
     list_select_related = ["user"]

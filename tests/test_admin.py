@@ -66,3 +66,18 @@ def test_generations_are_listed_with_their_outcome(admin_client, client, alice_k
     assert "succeeded" in html and "<img" in html
     html = admin_client.get(f"/admin/generation/generation/{generation.pk}/change/").content.decode()
     assert "a fox in the snow" in html
+
+
+@pytest.mark.django_db
+def test_key_limits_are_set_in_the_admin_and_bad_networks_refused(admin_client, alice):
+    api_key, _ = create_api_key(user=alice, name="ci")
+    url = f"/admin/accounts/apikey/{api_key.pk}/change/"
+    form = {"name": "ci", "expires_at_0": "", "expires_at_1": "", "allowed_networks": "10.0.0.0/8, not-a-network",
+            "spend_cap_daily_usd": "1.50", "spend_cap_total_usd": ""}
+    response = admin_client.post(url, form)
+    assert response.status_code == 200 and "is not an IP address or network" in response.content.decode()
+    response = admin_client.post(url, {**form, "allowed_networks": "10.1.2.3/8"})
+    assert response.status_code == 302
+    api_key.refresh_from_db()
+    assert api_key.allowed_networks == "10.0.0.0/8"
+    assert api_key.spend_cap_daily_usd == Decimal("1.5") and api_key.spend_cap_total_usd is None
