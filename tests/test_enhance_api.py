@@ -60,13 +60,14 @@ def test_enhance_refuses_bad_input_with_json_errors(client, alice_key, body, cod
     response = enhance(client, alice_key, body)
     assert response.status_code == HTTPStatus.BAD_REQUEST
     assert response.json()["code"] == code
-    assert set(response.json()) == {"error", "code"}
+    assert response.json()["error"]
 
 
 @pytest.mark.django_db
 def test_enhance_and_tags_need_a_valid_key(client, alice_key):
-    assert client.post("/api/enhance", {"prompt": "a girl"}, content_type="application/json").json() == {
-        "error": "Invalid API key", "code": "INVALID_KEY"}
+    refused = client.post("/api/enhance", {"prompt": "a girl"}, content_type="application/json")
+    assert refused.status_code == HTTPStatus.UNAUTHORIZED
+    assert (refused.json()["error"], refused.json()["code"]) == ("Invalid API key", "INVALID_KEY")
     assert client.get("/api/tags?q=blue").status_code == HTTPStatus.UNAUTHORIZED
     assert tags(client, "ank_not_a_real_key", "?q=blue").json()["code"] == "INVALID_KEY"
 
