@@ -135,9 +135,13 @@ def test_journey(page, live_server, mailoutbox):
     refused = call_api(live_server, full_key, "after revoking")
     assert (refused.status_code, refused.json()["code"]) == (401, "INVALID_KEY")
 
-    for path, name in [("/billing/", "billing"), ("/docs/", "docs"), ("/accounts/password/change/", "password-change")]:
+    for path, name in [("/billing/", "billing"), ("/docs/", "docs"), ("/accounts/password/change/", "password-change"),
+                       ("/accounts/email/", "email-addresses")]:
         page.goto(path)
         screenshot(page, name)
+    page.emulate_media(color_scheme="dark")
+    page.goto("/playground/")
+    screenshot(page, "playground-dark")
 
 
 def test_public_pages_and_keyboard(page, live_server):
