@@ -63,7 +63,7 @@ ROLE_SUBJECTS = {
     "husband": "m", "boyfriend": "m", "butler": "m", "monk": "m", "salaryman": "m",
     "businessman": "m", "grandfather": "m", "grandpa": "m", "emperor": "m", "priest": "m",
     "wizard": "m", "samurai": "m", "cowboy": "m", "policeman": "m", "swordsman": "m",
-    "gentlemen": "m", "incubus": "m", "shota": "m",
+    "gentlemen": "m", "incubus": "m", "shota": "m", "lord": "m",
     "knight": "", "ninja": "", "soldier": "", "warrior": "", "student": "", "adventurer": "",
     "astronaut": "", "pilot": "", "chef": "", "cook": "", "doctor": "", "teacher": "",
     "detective": "", "officer": "", "vampire": "", "elf": "", "angel": "", "demon": "",
@@ -121,6 +121,13 @@ COLOURS = {
     "crimson": "red", "scarlet": "red", "azure": "blue", "navy": "blue", "cyan": "aqua",
     "teal": "aqua", "aqua": "aqua", "turquoise": "aqua", "beige": "beige", "magenta": "pink",
 }
+# Hairstyles: a colour before one is the hair's colour ("pink twintails" -> pink_hair).
+HAIRSTYLES = frozenset(
+    """twintails ponytail side_ponytail high_ponytail braid twin_braids single_braid side_braid hair_bun
+    double_bun single_hair_bun bob_cut hime_cut drill_hair ahoge short_twintails low_twintails
+    messy_hair spiked_hair wavy_hair curly_hair straight_hair bangs""".split()
+)
+
 # Nouns that a colour describes but that are not worth a tag alone ("blue hair" -> blue_hair,
 # never a bare "hair").
 NOT_STANDALONE_HEADS = frozenset("hair eyes skin theme background".split())

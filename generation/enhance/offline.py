@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from . import lexicon
 from .cjk import gloss
-from .text import has_cjk, stem, words
+from .text import IRREGULAR, has_cjk, stem, words
 from .vocabulary import CHARACTER, COPYRIGHT, GENERAL, MAX_PHRASE_WORDS, Vocabulary, strip_qualifier
 
 RATING_WORDS = frozenset("safe sensitive nsfw explicit questionable general".split())
@@ -20,7 +20,7 @@ SEGMENT_BREAK = re.compile(r"[,;\n|]+|\.(?=\s|$)|[!?]+")
 WEIGHTED = re.compile(r"\(([^()]+?):\s*[\d.]+\)")
 EMPHASIS = re.compile(r"(?<![_\\])[()\[\]{}]")
 NEGATION_CONTRACTION = re.compile(r"n't\b")
-WORD_REWRITES = {"haired": "hair", "eyed": "eyes", "colored": "", "coloured": "", "cannot": "not"}
+WORD_REWRITES = {"haired": "hair", "eyed": "eyes", "colored": "", "coloured": "", "shaped": "", "cannot": "not"}
 SERIES_CONTEXT_WORDS = frozenset("from as".split())
 QUALIFIED = re.compile(r"_\([^()]+\)$")
 POSITIONAL = re.compile(r"^([a-z]+ing)_(?:on|in|under|against|by)_([a-z_]+)$")
@@ -325,10 +325,13 @@ def lookup(span: list[Token], vocabulary: Vocabulary, series_context: set[str], 
         if related in series_context or vocabulary.is_hand_named(surface, name) or not single:
             return "name", [name]
     stem_blocked = single and span[0].stem in lexicon.NOT_A_TAG_ALONE_STEMS
-    for kind, tags in (("general", vocabulary.general_exact(surface)),
-                       ("phrase", None if stem_blocked else vocabulary.phrase_stems.get(stems)),
-                       ("general", None if stem_blocked else vocabulary.general_stem(stems))):
+    for kind, tags, spelled in (
+            ("general", vocabulary.general_exact(surface), None),
+            ("phrase", None if stem_blocked else vocabulary.phrase_stems.get(stems), vocabulary.phrase_spelling),
+            ("general", None if stem_blocked else vocabulary.general_stem(stems), vocabulary.general_spelling)):
         if tags is None:
+            continue
+        if spelled is not None and not inflections_of(span, spelled(stems)):
             continue
         if single and modifies_following(span[0], following, vocabulary):
             return None
@@ -336,6 +339,29 @@ def lookup(span: list[Token], vocabulary: Vocabulary, series_context: set[str], 
     if name is not None:
         return "name", [name]
     return None
+
+
+def inflections_of(span: list[Token], spelling: str | None) -> bool:
+    """Whether the words are inflections of a key's words ("smiling" of "smile", "windows" of
+    "window"), not another word that happens to stem alike ("late" and "lats")."""
+    if spelling is None:
+        return True
+    key_words = spelling.split(" ")
+    return len(key_words) != len(span) or all(
+        same_word(t.text, w) for t, w in zip(span, key_words))
+
+
+def same_word(a: str, b: str) -> bool:
+    if a == b or IRREGULAR.get(a, a) == IRREGULAR.get(b, b):
+        return True
+    shorter, longer = sorted((a, b), key=len)
+    base = shorter[:-1] if shorter.endswith("e") else shorter
+    if shorter.endswith("y") and longer in (shorter[:-1] + "ies", shorter[:-1] + "ied"):
+        return True
+    if any(longer == shorter + ending for ending in ("s", "es", "ing", "ed", "d", "er", "y")):
+        return True
+    # smile -> smiling, run -> running: vowel endings drop a final e or double the consonant.
+    return any(longer in (base + ending, base + base[-1] + ending) for ending in ("ing", "ed", "er", "y"))
 
 
 def modifies_following(token: Token, following: list[Token], vocabulary: Vocabulary) -> bool:
@@ -416,6 +442,7 @@ def apply_rules(tokens: list[Token], matches: list[Match], vocabulary: Vocabular
         if match.negated:
             continue
         add_modifiers(items, match, vocabulary)
+        add_trailing_participle(items, match, vocabulary)
         add_plain_noun(match, vocabulary)
         add_quantity(items, match, vocabulary)
         following = by_start.get(match.end + 1)
@@ -488,7 +515,8 @@ def add_modifiers(items: list[Token], match: Match, vocabulary: Vocabulary):
             break
         compound = vocabulary.general(f"{token.text} {head}", f"{token.stem} {stem(head)}")
         if compound is None and colour:
-            compound = vocabulary.resolve(f"{colour}_{head}")
+            # "pink twintails" is pink hair worn in twintails.
+            compound = vocabulary.resolve(f"{colour}_{'hair' if match.tags[0] in lexicon.HAIRSTYLES else head}")
         if compound is None and colour is None:
             break
         if compound is not None:
@@ -497,6 +525,15 @@ def add_modifiers(items: list[Token], match: Match, vocabulary: Vocabulary):
                 add_plain_noun_of(compound, match, vocabulary)
         used += 1
         position -= 1
+
+
+def add_trailing_participle(items: list[Token], match: Match, vocabulary: Vocabulary):
+    """"petals falling" is falling_petals, "hair flowing" flowing_hair."""
+    if match.end < len(items) and items[match.end].text.endswith("ing") and len(match.words) == 1:
+        participle, noun = items[match.end], match.words[0]
+        compound = vocabulary.general(f"{participle.text} {noun.text}", f"{participle.stem} {noun.stem}")
+        if compound is not None and compound not in match.tags:
+            match.derived.append(compound)
 
 
 def add_plain_noun(match: Match, vocabulary: Vocabulary):

@@ -148,6 +148,13 @@ class Vocabulary:
     def general(self, surface: str, stems: str) -> str | None:
         return self.general_surface.get(surface) or self.general_stems.get(stems)
 
+    def general_spelling(self, stems: str) -> str | None:
+        """The words a general stem key was made from, where they differ from the stems."""
+        return self._general_spellings.get(stems)
+
+    def phrase_spelling(self, stems: str) -> str | None:
+        return self._phrase_spellings.get(stems)
+
     def general_exact(self, surface: str) -> str | None:
         return self.general_surface.get(surface)
 
@@ -214,6 +221,7 @@ class Vocabulary:
         within each the tag with more posts wins (tags are stored most used first)."""
         self.general_surface: dict[str, str] = {}
         self.general_stems: dict[str, str] = {}
+        self._general_spellings: dict[str, str] = {}  # stem key -> the words it was made from
         aliases_of = self._aliases_of()
         general = list(self._general_tags())
         passes = (
@@ -236,7 +244,11 @@ class Vocabulary:
                                         or stem(tokens[-1]) in lexicon.VERB_PREFIXES):
                     continue
                 self.general_surface.setdefault(key(tokens), tag)
-                self.general_stems.setdefault(key(stem(t) for t in tokens), tag)
+                stems = key(stem(t) for t in tokens)
+                if stems not in self.general_stems:
+                    self.general_stems[stems] = tag
+                    if stems != key(tokens):
+                        self._general_spellings[stems] = key(tokens)
 
     def _index_names(self):
         """Surface keys -> candidate characters and series, best first: hand-written names, tag
@@ -283,12 +295,14 @@ class Vocabulary:
         ("snowing" and "snow" both stem to "snow": only their exact spellings match)."""
         phrases: dict[str, tuple[str, ...]] = {}
         by_stem: dict[str, tuple[str, ...] | None] = {}
+        self._phrase_spellings: dict[str, str] = {}
         for line in _data_lines("phrases.txt"):
             phrase, _, targets = line.partition(" = ")
             tags = tuple(t for t in (t.strip() for t in targets.split(",")) if t in self.tags)
             phrases[key(words(phrase))] = tags
             stems = stem_key(phrase)
             by_stem[stems] = tags if stems not in by_stem or by_stem[stems] == tags else None
+            self._phrase_spellings.setdefault(stems, key(words(phrase)))
         return phrases, {stems: tags for stems, tags in by_stem.items() if tags is not None}
 
     def _load_relations(self):
