@@ -58,7 +58,7 @@ ROLE_SUBJECTS = {
     "heroine": "f", "actress": "f", "ballerina": "f", "cheerleader": "f", "housewife": "f",
     "grandmother": "f", "granny": "f", "priestess": "f", "sorceress": "f", "empress": "f",
     "succubus": "f", "fairy": "f", "cowgirl": "f", "policewoman": "f", "swordswoman": "f",
-    "gyaru": "f", "valkyrie": "f", "geisha": "f", "oiran": "f", "onee": "f", "maiden": "f",
+    "gyaru": "f", "valkyrie": "f", "geisha": "f", "oiran": "f", "maiden": "f",
     "prince": "m", "king": "m", "father": "m", "dad": "m", "brother": "m", "son": "m",
     "husband": "m", "boyfriend": "m", "butler": "m", "monk": "m", "salaryman": "m",
     "businessman": "m", "grandfather": "m", "grandpa": "m", "emperor": "m", "priest": "m",
@@ -77,7 +77,7 @@ ROLE_SUBJECTS = {
     "kitsune": "", "oni": "", "demigod": "", "paladin": "", "cleric": "", "druid": "",
     "ranger": "", "rogue": "", "bard": "", "necromancer": "", "shaman": "", "summoner": "",
     "swordfighter": "", "gunslinger": "", "mercenary": "", "spy": "", "agent": "", "butcher": "",
-    "surfer": "", "skater": "", "cyclist": "", "runner": "", "swimmer": "", "idolmaster": "",
+    "surfer": "", "skater": "", "cyclist": "", "runner": "", "swimmer": "", "twin": "",
 }
 PRIMARY_SUBJECT_STEMS = {stem(w): g for w, g in PRIMARY_SUBJECTS.items()}
 ROLE_SUBJECT_STEMS = {stem(w): g for w, g in ROLE_SUBJECTS.items()}

@@ -260,8 +260,11 @@ def find_series_context(segments: list[list[Token]], vocabulary: Vocabulary) -> 
                 candidates = [t for t in vocabulary.names_for(surface)
                               if name_allowed(span, surface, t, vocabulary, set(), previous)]
                 if candidates:
-                    series = series_named(choose_name(tuple(candidates), vocabulary, set(), previous), vocabulary,
-                                          previous)
+                    chosen = choose_name(tuple(candidates), vocabulary, set(), previous)
+                    series = series_named(chosen, vocabulary, previous)
+                    if not series and len(candidates) == 1 and vocabulary.category(chosen) == CHARACTER:
+                        # "Asuna and Kirito": Kirito can only be from Sword Art Online, so Asuna too.
+                        series = vocabulary.character(chosen).series
                     if series:
                         found.add(series)
                         break
@@ -560,9 +563,11 @@ def add_quantity(items: list[Token], match: Match, vocabulary: Vocabulary):
         word = items[position].text
         count = lexicon.QUANTITIES.get(word, lexicon.MANY if word in lexicon.MANY_WORDS else 0)
         if count == lexicon.MANY or count >= 2:
-            plural = vocabulary.resolve(f"multiple_{match.tags[0]}") or vocabulary.resolve(f"multiple_{match.tags[0]}s")
-            if plural:
-                match.derived.append(plural)
+            for noun in dict.fromkeys((match.tags[0], head_of(match.tags[0]))):
+                plural = vocabulary.resolve(f"multiple_{noun}") or vocabulary.resolve(f"multiple_{noun}s")
+                if plural:
+                    match.derived.append(plural)
+                    break
             return
 
 
@@ -615,7 +620,7 @@ def find_subjects(tokens: list[Token], people: People):
             gender = "f" if token.stem.endswith("girl") else "m"  # catgirl, foxboy, schoolboy
         if gender is not None:
             people.mentions.append(Mention(gender, quantity(tokens, index), True))
-        elif token.stem in lexicon.ROLE_SUBJECT_STEMS:
+        elif token.stem in lexicon.ROLE_SUBJECT_STEMS and token.text != "twin":  # "twin braids", "twin girls"
             # "an elf archer" is one person: a role right after a role describes the same one.
             if not (index and tokens[index - 1].stem in lexicon.ROLE_SUBJECT_STEMS):
                 people.mentions.append(Mention(lexicon.ROLE_SUBJECT_STEMS[token.stem], quantity(tokens, index), False))
