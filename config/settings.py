@@ -146,7 +146,9 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql") and envbool("DATABASE_P
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Connections are checked before use (the pool's check on checkout), so the ones a database
+# restart killed are replaced instead of failing the request that got them.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
