@@ -260,7 +260,7 @@ def find_series_context(segments: list[list[Token]], vocabulary: Vocabulary) -> 
                 candidates = [t for t in vocabulary.names_for(surface)
                               if name_allowed(span, surface, t, vocabulary, set(), previous)]
                 if candidates:
-                    chosen = choose_name(tuple(candidates), vocabulary, set(), previous)
+                    chosen = choose_name(tuple(candidates), vocabulary, set(), previous, surface)
                     series = series_named(chosen, vocabulary, previous)
                     if not series and len(candidates) == 1 and vocabulary.category(chosen) == CHARACTER:
                         # "Asuna and Kirito": Kirito can only be from Sword Art Online, so Asuna too.
@@ -287,13 +287,18 @@ def reach(items: list[Token], start: int, vocabulary: Vocabulary) -> int:
 
 
 def choose_name(candidates: tuple[str, ...], vocabulary: Vocabulary, series_context: set[str],
-                previous: Token | None) -> str:
-    """Of the characters and series a name may mean: a series after "from", else one from a series
-    the prompt names, else the most used."""
+                previous: Token | None, surface: str = "") -> str:
+    """Of the characters and series a name may mean: a series after "from", a character called
+    exactly that, one from a series the prompt names, else the most used."""
     if previous is not None and previous.text == "from":
         for tag in candidates:
             if vocabulary.category(tag) == COPYRIGHT:
                 return tag
+    for tag in candidates:
+        # "Violet Evergarden" is the character unless it follows "from"; "Fate" stays the series,
+        # since Fate Testarossa is only partly called that.
+        if vocabulary.category(tag) == CHARACTER and tag.replace("_", " ") == surface:
+            return tag
     for tag in candidates:
         related = vocabulary.character(tag).series if vocabulary.category(tag) == CHARACTER else tag
         if related in series_context:
@@ -322,7 +327,7 @@ def lookup(span: list[Token], vocabulary: Vocabulary, series_context: set[str], 
     candidates = [t for t in vocabulary.names_for(surface)
                   if name_allowed(span, surface, t, vocabulary, series_context, previous)]
     if candidates:
-        name = choose_name(tuple(candidates), vocabulary, series_context, previous)
+        name = choose_name(tuple(candidates), vocabulary, series_context, previous, surface)
         name = series_named(name, vocabulary, previous) or name
         related = vocabulary.character(name).series if vocabulary.category(name) == CHARACTER else name
         if related in series_context or vocabulary.is_hand_named(surface, name) or not single:
@@ -671,7 +676,7 @@ def count_tags(people: People, characters: list[str], general: list[str], vocabu
         implied = any(t in lexicon.PERSON_CUE_TAGS or t.endswith(lexicon.PERSON_CUE_SUFFIXES) for t in general)
         unstated = int(implied)
     if unstated == 1 and female == male == 0:
-        gender = person_gender(people, general, named_role=bool(counted))
+        gender = person_gender(people, general, named_role=bool(counted) or bool(cast))
         if gender == "f":
             female, unstated = 1, 0
         elif gender == "m":

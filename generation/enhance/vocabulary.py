@@ -261,7 +261,7 @@ class Vocabulary:
 
         def add(text, tag):
             surface = key(words(text.replace("_", " ")))
-            if surface:
+            if len(surface) > 1:  # "L" of Death Note is a size, a letter, a hand sign before a name
                 candidates = names.setdefault(surface, [])
                 if tag not in candidates:
                     candidates.append(tag)
