@@ -20,7 +20,7 @@ SEGMENT_BREAK = re.compile(r"[,;\n|]+|\.(?=\s|$)|[!?]+")
 WEIGHTED = re.compile(r"\(([^()]+?):\s*[\d.]+\)")
 EMPHASIS = re.compile(r"(?<![_\\])[()\[\]{}]")
 NEGATION_CONTRACTION = re.compile(r"n't\b")
-WORD_REWRITES = {"haired": "hair", "eyed": "eyes", "colored": "", "coloured": "", "shaped": "", "cannot": "not"}
+WORD_REWRITES = {"haired": "hair", "eyed": "eyes", "winged": "wings", "colored": "", "coloured": "", "shaped": "", "cannot": "not"}
 SERIES_CONTEXT_WORDS = frozenset("from as".split())
 QUALIFIED = re.compile(r"_\([^()]+\)$")
 POSITIONAL = re.compile(r"^([a-z]+ing)_(?:on|in|under|against|by)_([a-z_]+)$")
@@ -423,9 +423,6 @@ def match_segment(tokens: list[Token], vocabulary: Vocabulary, series_context: s
                 analysis.series.append(tag)
         elif tags:
             matches.append(Match(start, start + length, tags, words=span, negated=negated))
-        if tags == ["no_humans"]:
-            for token in span:
-                token.negated = False
         start += length
     return matches
 
