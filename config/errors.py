@@ -4,6 +4,7 @@ request_id, retryable and doc_url (added fields only)."""
 import logging
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.shortcuts import render
 from rest_framework import exceptions, status
@@ -76,6 +77,12 @@ def api_exception_handler(exc, context):
     # Imported here: rest_framework.views imports the authentication classes, which raise ApiError.
     from rest_framework.views import exception_handler
 
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is unreachable (a restart, a failover): retryable, and nothing was charged
+        # that the stale-generation task will not refund.
+        log.warning("database unavailable: %s", exc)
+        exc = ApiError(status_code=503, code="SERVICE_UNAVAILABLE", message="Service temporarily unavailable, retry shortly",
+                       headers={"Retry-After": "5"})
     response = exception_handler(exc, context)
     if response is None:
         return None  # an unexpected exception: Django's handler500 answers (JSON under /api/)

@@ -2,8 +2,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 from django.views.static import serve
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
+from accounts.views import InteractiveDocsView
 from config import health, metrics
 
 urlpatterns = [
@@ -13,7 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/interactive/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs-interactive"),
+    path("api/docs/interactive/", InteractiveDocsView.as_view(url_name="api-schema"), name="api-docs-interactive"),
     path("api/", include("generation.urls")),
     path("billing/", include("billing.urls")),
     path("", include("accounts.urls")),

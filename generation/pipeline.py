@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.apikeys import KeySpendCapReached, add_key_spend, remove_key_spend
@@ -101,20 +101,39 @@ def _charge(generation: Generation) -> Decimal:
     return charge.balance_after
 
 
+def on_a_live_connection(operation):
+    """Run a bookkeeping write that follows seconds of backend work, during which the database
+    connection may have died (a restart). Outside a transaction, retry once on a new connection:
+    every such write is a conditional status change, so running it twice changes nothing twice."""
+    try:
+        return operation()
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+        return operation()
+
+
 def fail_generation(*, generation_id, code: str, detail: str = "", **fields) -> bool:
     """Mark an unfinished generation failed and refund its charge, atomically, once."""
-    with transaction.atomic():
-        failed = Generation.objects.filter(pk=generation_id, status__in=[Status.PENDING, Status.RUNNING]).update(
-            status=Status.FAILED, error_code=code, error_detail=detail[:5000], cost_usd=Decimal("0"),
-            finished_at=timezone.now(), **fields,
-        )
-        if failed:
-            charge = LedgerEntry.objects.filter(reference=f"generation:{generation_id}").first()
-            if charge is not None:
-                ledger.refund(charge=charge, memo=f"Generation failed: {code}")
-                row = Generation.objects.values("api_key_id", "created_at").get(pk=generation_id)
-                if row["api_key_id"]:
-                    remove_key_spend(api_key_id=row["api_key_id"], amount=-charge.amount, day=row["created_at"].date())
+
+    def mark_failed_and_refund():
+        with transaction.atomic():
+            failed = Generation.objects.filter(pk=generation_id, status__in=[Status.PENDING, Status.RUNNING]).update(
+                status=Status.FAILED, error_code=code, error_detail=detail[:5000], cost_usd=Decimal("0"),
+                finished_at=timezone.now(), **fields,
+            )
+            if failed:
+                charge = LedgerEntry.objects.filter(reference=f"generation:{generation_id}").first()
+                if charge is not None:
+                    ledger.refund(charge=charge, memo=f"Generation failed: {code}")
+                    row = Generation.objects.values("api_key_id", "created_at").get(pk=generation_id)
+                    if row["api_key_id"]:
+                        remove_key_spend(api_key_id=row["api_key_id"], amount=-charge.amount,
+                                         day=row["created_at"].date())
+            return failed
+
+    failed = on_a_live_connection(mark_failed_and_refund)
     if failed:
         REFUNDS.labels(code).inc()
         log.warning("generation %s failed: %s %s", generation_id, code, detail[:500])
@@ -212,9 +231,9 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
     if generation.is_async:
         # Nobody waits in a web process to measure it: the worker's view of request to finish.
         outcome["total_ms"] = _ms(timezone.now() - generation.created_at)
-    finished = Generation.objects.filter(pk=generation_id, status=Status.RUNNING).update(
+    finished = on_a_live_connection(lambda: Generation.objects.filter(pk=generation_id, status=Status.RUNNING).update(
         **outcome, backend_cost_usd=image.cost_usd, details=image.details, finished_at=timezone.now(),
-    )
+    ))
     if not finished:
         # The web side timed out and refunded meanwhile: nobody will ever be shown this image.
         images.delete_image(name)
@@ -321,9 +340,9 @@ def generate_and_wait(*, user, api_key, params: GenerationParams, request_id: st
         # No outcome came back (a timeout, a dead worker, a redelivered task): the row decides,
         # and anything still unfinished is failed and refunded here.
         fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="no outcome recorded")
-        generation.refresh_from_db()
+        on_a_live_connection(generation.refresh_from_db)
     generation.total_ms = _ms_since(started)
-    Generation.objects.filter(pk=generation.pk).update(total_ms=generation.total_ms)
+    on_a_live_connection(lambda: Generation.objects.filter(pk=generation.pk).update(total_ms=generation.total_ms))
     _observe(generation)
     return generation
 
