@@ -125,7 +125,8 @@ def analyse(prompt: str, vocabulary: Vocabulary) -> Analysis:
         if series:
             analysis.series.append(series)
     general = add_related(general, vocabulary, also_present=analysis.characters)
-    analysis.counts = explicit_counts or count_tags(people, analysis.characters, general, vocabulary)
+    inferred = count_tags(people, analysis.characters, general, vocabulary, imply_person=not explicit_counts)
+    analysis.counts = merge_counts(explicit_counts, inferred)
     if "no_humans" in analysis.counts and any(tag in lexicon.LANDSCAPE_TAGS for tag in general):
         general.append("scenery")
     if "no_humans" in general:
@@ -344,6 +345,11 @@ def lookup(span: list[Token], vocabulary: Vocabulary, series_context: set[str], 
         if single and modifies_following(span[0], following, vocabulary):
             return None
         return kind, [tags] if isinstance(tags, str) else list(tags)
+    if len(span) == 2 and span[0].text in lexicon.COLOURS:
+        # "golden hair" -> gold_hair -> blonde_hair; "silver eyes" -> grey_eyes
+        coloured = vocabulary.resolve(f"{lexicon.COLOURS[span[0].text]}_{span[1].text}")
+        if coloured is not None:
+            return "general", [coloured]
     if name is not None:
         return "name", [name]
     return None
@@ -522,8 +528,6 @@ def add_modifiers(items: list[Token], match: Match, vocabulary: Vocabulary):
         if compound is None and colour:
             # "pink twintails" is pink hair worn in twintails.
             compound = vocabulary.resolve(f"{colour}_{'hair' if match.tags[0] in lexicon.HAIRSTYLES else head}")
-        if compound is None and colour is None:
-            break
         if compound is not None:
             match.derived.insert(0, compound)
             if colour:
@@ -650,7 +654,8 @@ def quantity(tokens: list[Token], index: int) -> int:
     return lexicon.MANY if plural else 1
 
 
-def count_tags(people: People, characters: list[str], general: list[str], vocabulary: Vocabulary) -> list[str]:
+def count_tags(people: People, characters: list[str], general: list[str], vocabulary: Vocabulary, *,
+               imply_person: bool = True) -> list[str]:
     """1girl / 2boys / multiple_girls / solo / no_humans from the people named, the characters,
     and, when nobody is named, from tags only a person has (hair colour, a smile)."""
     primaries = [m for m in people.mentions if m.primary]
@@ -669,7 +674,7 @@ def count_tags(people: People, characters: list[str], general: list[str], vocabu
     male = merge(subjects.male, sum(c.gender == "m" for c in cast))
     unstated = sum(c.gender == "o" for c in cast) if cast else subjects.unstated
     implied = False
-    if female == male == unstated == 0 and not cast and "no_humans" not in general:
+    if imply_person and female == male == unstated == 0 and not cast and "no_humans" not in general:
         implied = any(t in lexicon.PERSON_CUE_TAGS or t.endswith(lexicon.PERSON_CUE_SUFFIXES) for t in general)
         unstated = int(implied)
     if unstated == 1 and female == male == 0:
@@ -693,6 +698,19 @@ def count_tags(people: People, characters: list[str], general: list[str], vocabu
     elif total == 0 and not any(c.gender in "fmo" for c in cast):
         tags.append("no_humans")
     return tags
+
+
+def merge_counts(written: list[str], inferred: list[str]) -> list[str]:
+    """Count tags the prompt wrote win; people it names in words add their gender's tags when the
+    written ones leave that gender out ("a girl, 1boy" -> 1boy, 1girl)."""
+    if not written:
+        return inferred
+    covered = {count_gender(t) for t in written}
+    return [*written, *(t for t in inferred if count_gender(t) and count_gender(t) not in covered)]
+
+
+def count_gender(tag: str) -> str:
+    return "f" if "girl" in tag else "m" if "boy" in tag else ""
 
 
 def person_gender(people: People, general: list[str], *, named_role: bool) -> str:
