@@ -95,6 +95,7 @@ QUANTITIES = {
 }
 MANY = -1  # "several girls", "a group of boys": more than one, number unknown.
 MANY_WORDS = frozenset("several many multiple group crowd lots bunch few various numerous dozens".split())
+IRREGULAR_PLURALS = frozenset("men women people children gentlemen".split())
 # "the girl" after "a girl" is the same girl.
 DEFINITE = frozenset("the this that".split())
 

@@ -5,6 +5,7 @@ call from any thread.
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from . import lexicon
@@ -20,7 +21,9 @@ SEGMENT_BREAK = re.compile(r"[,;\n|]+|\.(?=\s|$)|[!?]+")
 WEIGHTED = re.compile(r"\(([^()]+?):\s*[\d.]+\)")
 EMPHASIS = re.compile(r"(?<![_\\])[()\[\]{}]")
 NEGATION_CONTRACTION = re.compile(r"n't\b")
-WORD_REWRITES = {"haired": "hair", "eyed": "eyes", "winged": "wings", "colored": "", "coloured": "", "shaped": "", "cannot": "not"}
+# "silver-haired", "blue-eyed", "star-shaped": the word a tag uses, or nothing.
+WORD_REWRITES = {"haired": "hair", "eyed": "eyes", "winged": "wings", "colored": "", "coloured": "", "shaped": "",
+                 "cannot": "not"}
 SERIES_CONTEXT_WORDS = frozenset("from as".split())
 QUALIFIED = re.compile(r"_\([^()]+\)$")
 POSITIONAL = re.compile(r"^([a-z]+ing)_(?:on|in|under|against|by)_([a-z_]+)$")
@@ -127,15 +130,13 @@ def analyse(prompt: str, vocabulary: Vocabulary) -> Analysis:
     general = add_related(general, vocabulary, also_present=analysis.characters)
     inferred = count_tags(people, analysis.characters, general, vocabulary, imply_person=not explicit_counts)
     analysis.counts = merge_counts(explicit_counts, inferred)
+    if "no_humans" in general and not analysis.counts:
+        analysis.counts = ["no_humans"]
     if "no_humans" in analysis.counts and any(tag in lexicon.LANDSCAPE_TAGS for tag in general):
         general.append("scenery")
-    if "no_humans" in general:
-        general.remove("no_humans")
-        if not analysis.counts:
-            analysis.counts = ["no_humans"]
     forbidden = set(analysis.negated)
     analysis.general = [t for t in unique(general) if not is_forbidden(t, forbidden)
-                        and t not in analysis.counts]
+                        and t != "no_humans" and t not in analysis.counts]
     analysis.characters = unique(analysis.characters)
     analysis.series = unique(analysis.series)
     analysis.negated = unique(analysis.negated)
@@ -161,8 +162,6 @@ def add_written_tag(tag: str, analysis: Analysis, general: list[str], explicit_c
 
 def prepare(prompt: str) -> str:
     """NFKC-normalize but keep case (a capital can mark a name), and undo prompt-UI syntax."""
-    import unicodedata
-
     text = unicodedata.normalize("NFKC", prompt).replace("\u2019", "'")
     text = WEIGHTED.sub(r"\1", text)
     text = text.replace(" \\(", "_(").replace("\\(", "(").replace("\\)", ")")
@@ -209,7 +208,7 @@ def mark_negations(tokens: list[Token]):
         while position < len(tokens):
             current = tokens[position]
             if marked == 0 and (current.stem in lexicon.NEGATION_LEADING_VERBS or current.text in lexicon.ARTICLES
-                                or current.text in ("any", "a", "an")):
+                                or current.text == "any"):
                 position += 1
                 continue
             if current.text in ("or", "nor"):
@@ -635,6 +634,8 @@ def find_subjects(tokens: list[Token], people: People):
 
 
 def quantity(tokens: list[Token], index: int) -> int:
+    """How many the noun at index names: a number or "several" just before it, else one, or more
+    than one for a plural."""
     token = tokens[index]
     for back in range(1, 4):
         position = index - back
@@ -649,8 +650,7 @@ def quantity(tokens: list[Token], index: int) -> int:
             return 0
         if word in lexicon.NEGATION_STOPS or is_subject(tokens[position]):
             break
-    plural = token.text != token.stem and token.text.endswith("s") or token.text in ("men", "women", "people",
-                                                                                      "children")
+    plural = (token.text != token.stem and token.text.endswith("s")) or token.text in lexicon.IRREGULAR_PLURALS
     return lexicon.MANY if plural else 1
 
 
@@ -673,10 +673,8 @@ def count_tags(people: People, characters: list[str], general: list[str], vocabu
     female = merge(subjects.female, sum(c.gender == "f" for c in cast))
     male = merge(subjects.male, sum(c.gender == "m" for c in cast))
     unstated = sum(c.gender == "o" for c in cast) if cast else subjects.unstated
-    implied = False
     if imply_person and female == male == unstated == 0 and not cast and "no_humans" not in general:
-        implied = any(t in lexicon.PERSON_CUE_TAGS or t.endswith(lexicon.PERSON_CUE_SUFFIXES) for t in general)
-        unstated = int(implied)
+        unstated = int(any(t in lexicon.PERSON_CUE_TAGS or t.endswith(lexicon.PERSON_CUE_SUFFIXES) for t in general))
     if unstated == 1 and female == male == 0:
         gender = person_gender(people, general, named_role=bool(counted) or bool(cast))
         if gender == "f":
@@ -695,7 +693,7 @@ def count_tags(people: People, characters: list[str], general: list[str], vocabu
     total = sum(2 if c == lexicon.MANY else c for c in (female, male, unstated))
     if total == 1:
         tags.append("solo")
-    elif total == 0 and not any(c.gender in "fmo" for c in cast):
+    elif total == 0 and not any(c.gender in ("f", "m", "o") for c in cast):
         tags.append("no_humans")
     return tags
 
