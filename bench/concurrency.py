@@ -142,8 +142,10 @@ def burst(base, headers, *, clients, rounds, timeout_s):
     gate = threading.Barrier(clients)
 
     def client(index):
-        with httpx.Client(base_url=base, headers=headers, timeout=timeout_s) as http:
-            for _ in range(rounds):
+        for _ in range(rounds):
+            # A new connection per request: a round outlasts gunicorn's keep-alive, and a request
+            # sent on a connection the server is closing fails on the client's side of the race.
+            with httpx.Client(base_url=base, headers=headers, timeout=timeout_s) as http:
                 gate.wait()
                 started = time.perf_counter()
                 try:
@@ -151,11 +153,11 @@ def burst(base, headers, *, clients, rounds, timeout_s):
                 except httpx.HTTPError as exc:
                     outcome = exc
                 elapsed = (time.perf_counter() - started) * 1000
-                with lock:
-                    if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
-                        latencies.append(elapsed)
-                    else:
-                        errors[classify(outcome)] += 1
+            with lock:
+                if isinstance(outcome, httpx.Response) and outcome.status_code == 200:
+                    latencies.append(elapsed)
+                else:
+                    errors[classify(outcome)] += 1
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for thread in threads:
@@ -264,6 +266,7 @@ def main():
          "-n", f"bench-concurrency-{os.getpid()}@%h"],
         cwd=ROOT, env=env,
     )
+    load_before = os.getloadavg()[0]
     rows = []
     try:
         for worker_class in worker_classes:
@@ -309,7 +312,8 @@ def main():
     threads = os.environ.get("GUNICORN_THREADS") or 128
     print(f"POST /api/generate on one web node: gunicorn -c config/gunicorn.py ({workers} workers; gthread: "
           f"{threads} threads each), Celery threads pool x{concurrency}, {os.cpu_count()} cores, "
-          f"PostgreSQL max_connections={max_connections}")
+          f"PostgreSQL max_connections={max_connections}; load average {load_before:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end")
     print(f"sleepy: {args.clients} requests released together, {args.rounds} rounds, a {args.sleep:g} s stand-in "
           f"GPU; ms columns are latency beyond {args.sleep:g} s. instant: {args.rps_clients} keep-alive clients "
           f"for {args.rps_seconds:g} s; ms columns are the whole latency.")

@@ -95,7 +95,7 @@ SECURE_SSL_REDIRECT=1 "$PYTHON" manage.py check --deploy --fail-level WARNING
     'from django.core.cache import cache; from config.health import HEARTBEAT_KEY; cache.delete(HEARTBEAT_KEY)'
 
 step "start gunicorn on $BIND, Celery workers and beat"
-"$BIN/celery" -A config worker -Q generate -P threads -c 4 --without-gossip --without-mingle -l info \
+"$BIN/celery" -A config worker -Q generate -P prefork -c 2 --without-gossip --without-mingle -l info \
     -n "prodcheck-generate-$$@%h" >"$WORK/worker-generate.log" 2>&1 &
 PIDS+=($!)
 "$BIN/celery" -A config worker -Q celery -P threads -c 2 --without-gossip --without-mingle -l info \
