@@ -239,7 +239,7 @@ def score(cases_file):
     return valid / emitted, hit / must, violations
 
 
-@pytest.mark.parametrize("cases_file", ["enhance-cases.jsonl", "enhance-fresh.jsonl"])
+@pytest.mark.parametrize("cases_file", ["enhance-cases.jsonl", "enhance-fresh.jsonl", "enhance-probe.jsonl"])
 def test_held_out_prompts_score_above_the_goals(cases_file):
     validity, recall, violations = score(REPO / "tests" / "data" / cases_file)
     assert validity >= 0.99

@@ -35,7 +35,7 @@ NOT_A_TAG_ALONE = frozenset(
     sheets highlights rough younger older sole balls shades animation flush trap strip group wave
     character focus back light dark open close full half whole top bottom front left right first
     last next center middle detailed quality masterpiece colored coloured shot wearing dressed
-    cock dick pussy bush beaver red orange yellow green blue purple pink white black grey gray brown
+    cock dick pussy bush beaver date red orange yellow green blue purple pink white black grey gray brown
     silver golden gold blond blonde violet""".split()
 )
 NOT_A_TAG_ALONE_STEMS = frozenset(stem(w) for w in NOT_A_TAG_ALONE)

@@ -315,9 +315,10 @@ def lookup(span: list[Token], vocabulary: Vocabulary, series_context: set[str], 
     stems = " ".join(t.stem for t in span)
     single = len(span) == 1
     if span[0].text in lexicon.NEGATORS:
-        # "no people" is a tag (no_humans); "no ribbon" is a negation, never the tag no_ribbon.
-        found = vocabulary.phrase(surface, stems) or (vocabulary.general(surface, stems),)
-        return ("phrase", ["no_humans"]) if "no_humans" in found else None
+        # "no ribbon" is a negation, never the tag no_ribbon; only hand phrases ("no people" ->
+        # no_humans, "no shoes" -> barefoot) read a negation as a tag.
+        phrase = vocabulary.phrase(surface, stems)
+        return ("phrase", list(phrase)) if phrase and len(span) > 1 else None
     exact_phrase = vocabulary.phrases.get(surface)
     if exact_phrase is not None:
         return "phrase", list(exact_phrase)
@@ -417,7 +418,7 @@ def match_segment(tokens: list[Token], vocabulary: Vocabulary, series_context: s
             token.consumed = True
             token.in_phrase = length > 1
             token.in_name = kind == "name"
-        negated = all(t.negated for t in span) and tags != ["no_humans"]
+        negated = all(t.negated for t in span) and span[0].text not in lexicon.NEGATORS
         if kind == "name":
             tag = tags[0]
             if negated:
@@ -455,6 +456,7 @@ def apply_rules(tokens: list[Token], matches: list[Match], vocabulary: Vocabular
         add_trailing_participle(items, match, vocabulary)
         add_plain_noun(match, vocabulary)
         add_quantity(items, match, vocabulary)
+        add_worn_in_hair(items, match, vocabulary)
         following = by_start.get(match.end + 1)
         if following is not None and match.end < len(items) and items[match.end].text == "of":
             add_of_compound(items, match, following, vocabulary)
@@ -574,6 +576,15 @@ def add_quantity(items: list[Token], match: Match, vocabulary: Vocabulary):
                     match.derived.append(plural)
                     break
             return
+
+
+def add_worn_in_hair(items: list[Token], match: Match, vocabulary: Vocabulary):
+    """"a red bow in her hair" -> hair_bow, "a flower in her hair" -> hair_flower."""
+    following = [t.text for t in items[match.end:match.end + 2]]
+    if following == ["in", "hair"]:
+        worn = vocabulary.resolve(f"hair_{head_of(match.tags[0])}")
+        if worn is not None:
+            match.derived.append(worn)
 
 
 def add_of_compound(items: list[Token], match: Match, following: Match, vocabulary: Vocabulary):

@@ -38,6 +38,12 @@ IRREGULAR = {
 }
 
 VOWELS = frozenset("aeiouy")
+# Words ending in "s" that are not plurals ("bikinis" and "skis" are).
+SINGULARS_IN_S = frozenset(
+    """this his iris tennis penis paris lapis pelvis mantis cannabis trellis metropolis ibis epidermis
+    clitoris testis amaryllis chaos bias canvas atlas gas yes was has does series species news lens
+    pants shorts jeans glasses scissors trousers tights overalls pajamas""".split()
+)
 
 
 def normalize(text: str) -> str:
@@ -67,7 +73,7 @@ def stem(word: str) -> str:
         word = word[:-3] + "y"
     elif word.endswith(("sses", "shes", "ches", "xes", "zes")):
         word = word[:-2]
-    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+    elif word.endswith("s") and not word.endswith(("ss", "us", "sis", "xis")) and word not in SINGULARS_IN_S:
         word = word[:-1]
     for suffix in ("ing", "ed"):
         base = word[: -len(suffix)]
