@@ -40,6 +40,17 @@ def test_count_tags_follow_the_people_named():
     assert "1boy" in couple and "1girl" in couple and "solo" not in couple
 
 
+def test_repeated_mentions_are_the_same_person():
+    assert tags_of("girl with blue hair, girl smiling")[:2] == ["1girl", "solo"]
+    assert tags_of("a girl and a girl")[:2] == ["2girls", "multiple_girls"]
+    assert tags_of("a girl, 1boy, holding hands")[:2] == ["1boy", "1girl"]
+
+
+def test_unreadable_prompts_get_no_tags_at_all():
+    for prompt in ("", "!!!", "asdf qwerty zxcv"):
+        assert enhance_prompt(prompt, allow_nsfw=True, style="none").prompt == ""
+
+
 def test_no_humans_for_scenery_and_animals():
     assert tags_of("a dragon flying over mountains at sunrise")[0] == "no_humans"
     assert tags_of("two cats and a dog in a garden")[0] == "no_humans"

@@ -129,6 +129,17 @@ HAIRSTYLES = frozenset(
     messy_hair spiked_hair wavy_hair curly_hair straight_hair bangs""".split()
 )
 
+# Garments whose colour Danbooru tags on the general kind ("white sundress" -> white_dress).
+GARMENT_KINDS = {
+    "sundress": "dress", "wedding_dress": "dress", "evening_gown": "dress", "frilled_dress": "dress",
+    "short_dress": "dress", "long_dress": "dress", "china_dress": "dress", "miniskirt": "skirt",
+    "pleated_skirt": "skirt", "long_skirt": "skirt", "trench_coat": "coat", "winter_coat": "coat",
+    "fur_coat": "coat", "t-shirt": "shirt", "collared_shirt": "shirt", "dress_shirt": "shirt",
+    "leather_jacket": "jacket", "hooded_jacket": "jacket", "track_jacket": "jacket", "blazer": "jacket",
+    "cardigan": "cardigan", "sneakers": "footwear", "boots": "footwear", "high_heels": "footwear",
+    "beret": "headwear", "baseball_cap": "headwear", "beanie": "headwear",
+}
+
 # Nouns that a colour describes but that are not worth a tag alone ("blue hair" -> blue_hair,
 # never a bare "hair").
 NOT_STANDALONE_HEADS = frozenset("hair eyes skin theme background".split())

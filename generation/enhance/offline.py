@@ -64,7 +64,7 @@ class Analysis:
 @dataclass
 class Mention:
     gender: str  # "f", "m" or "" (not stated)
-    count: int  # 0 for "the girl" (someone already counted, or the first), lexicon.MANY for "girls"
+    count: int  # 0 for "the girl", "girl" (someone already counted, or the first); lexicon.MANY for "girls"
     primary: bool  # "girl", "man" (not "witch", "knight": roles, see lexicon.ROLE_SUBJECTS)
 
 
@@ -527,8 +527,9 @@ def add_modifiers(items: list[Token], match: Match, vocabulary: Vocabulary):
             break
         compound = vocabulary.general(f"{token.text} {head}", f"{token.stem} {stem(head)}")
         if compound is None and colour:
-            # "pink twintails" is pink hair worn in twintails.
-            compound = vocabulary.resolve(f"{colour}_{'hair' if match.tags[0] in lexicon.HAIRSTYLES else head}")
+            # "pink twintails" is pink hair worn in twintails; a "white sundress" is a white_dress.
+            kind = "hair" if match.tags[0] in lexicon.HAIRSTYLES else lexicon.GARMENT_KINDS.get(match.tags[0], head)
+            compound = vocabulary.resolve(f"{colour}_{head}") or vocabulary.resolve(f"{colour}_{kind}")
         if compound is not None:
             match.derived.insert(0, compound)
             if colour:
@@ -645,8 +646,8 @@ def find_subjects(tokens: list[Token], people: People):
 
 
 def quantity(tokens: list[Token], index: int) -> int:
-    """How many the noun at index names: a number or "several" just before it, else one, or more
-    than one for a plural."""
+    """How many the noun at index names: a number or "several" just before it; more than one for a
+    plural; 0 (someone already counted, else one) for "the girl" or a bare "girl"."""
     token = tokens[index]
     for back in range(1, 4):
         position = index - back
@@ -662,7 +663,8 @@ def quantity(tokens: list[Token], index: int) -> int:
         if word in lexicon.NEGATION_STOPS or is_subject(tokens[position]):
             break
     plural = (token.text != token.stem and token.text.endswith("s")) or token.text in lexicon.IRREGULAR_PLURALS
-    return lexicon.MANY if plural else 1
+    # A bare "girl" ("girl, blue hair, girl smiling") is the girl already named, or the first one.
+    return lexicon.MANY if plural else 0
 
 
 def count_tags(people: People, characters: list[str], general: list[str], vocabulary: Vocabulary, *,
@@ -704,8 +706,8 @@ def count_tags(people: People, characters: list[str], general: list[str], vocabu
     total = sum(2 if c == lexicon.MANY else c for c in (female, male, unstated))
     if total == 1:
         tags.append("solo")
-    elif total == 0 and not any(c.gender in ("f", "m", "o") for c in cast):
-        tags.append("no_humans")
+    elif total == 0 and (general or cast) and not any(c.gender in ("f", "m", "o") for c in cast):
+        tags.append("no_humans")  # a scene with nobody in it; an unreadable prompt gets no count at all
     return tags
 
 
