@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods
 from drf_spectacular.views import SpectacularSwaggerSplitView
@@ -13,7 +14,8 @@ from generation.models import ORIENTATIONS
 
 from . import apidocs
 from .apikeys import TooManyKeys, create_api_key, revoke_api_key
-from .forms import ApiKeyForm
+from .forms import ApiKeyForm, KeyLimitsForm
+from .key_limits import limits_summary, rotate_webhook_secret, set_key_limits, spent_today_usd
 from .models import ApiKey
 from .pages import dashboard_summary, owned_or_404, public_base_url, render_page
 
@@ -47,7 +49,9 @@ def keys(request):
     new_key = created = None
     if form.is_valid():
         try:
-            created, new_key = create_api_key(user=request.user, name=form.cleaned_data["name"])
+            created, new_key = create_api_key(
+                user=request.user, name=form.cleaned_data["name"], test=form.cleaned_data["test"]
+            )
         except TooManyKeys:
             form.add_error(None, f"You already have {settings.ANIMEAPI_MAX_KEYS_PER_USER} live keys, the most an "
                                  "account can hold. Revoke one you no longer use, then create the new one.")
@@ -58,14 +62,14 @@ def keys(request):
         "form": form,
         "new_key": new_key,
         "created": created,
-        "live_keys": user_keys.live(),
+        "live_keys": [(key, limits_summary(key)) for key in user_keys.live()],
         "revoked_keys": user_keys.filter(revoked_at__isnull=False).order_by("-revoked_at")[:REVOKED_KEYS_SHOWN],
         "max_keys": settings.ANIMEAPI_MAX_KEYS_PER_USER,
         "base_url": public_base_url(request),
     }
     response = render_page(request, "keys/page.html", context, partial="panel")
-    if new_key:
-        add_never_cache_headers(response)  # the only copy of the key must not linger in a cache
+    # The only copy of a new key, and the webhook secret, must not linger in a cache.
+    add_never_cache_headers(response)
     return response
 
 
@@ -79,6 +83,35 @@ def key_revoke(request, key_id):
                                       "Requests that use it now get 401 INVALID_KEY.")
         return redirect("keys")
     return render(request, "keys/revoke.html", {"api_key": api_key})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def key_limits(request, key_id):
+    # Revoked keys answer 404 too: their limits can no longer matter.
+    api_key = owned_or_404(ApiKey.objects.live(), user=request.user, pk=key_id)
+    form = KeyLimitsForm(request.POST if request.method == "POST" else None, instance=api_key)
+    if form.is_valid():
+        if set_key_limits(api_key=api_key, **form.cleaned_data):
+            messages.success(request, f"Limits saved for “{api_key.name or api_key.prefix}”.")
+        else:
+            messages.error(request, f"“{api_key.name or api_key.prefix}” was revoked meanwhile; nothing was saved.")
+        return redirect("keys")
+    return render(request, "keys/limits.html", {
+        "api_key": api_key,
+        "form": form,
+        "spent_today": spent_today_usd(api_key=api_key),
+    })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def webhook_secret_rotate(request):
+    if request.method == "POST":
+        rotate_webhook_secret(user=request.user)
+        messages.success(request, "Webhook secret rotated. Webhooks are now signed with the new one.")
+        return redirect(f"{reverse('keys')}#webhooks")
+    return render(request, "keys/rotate.html")
 
 
 @require_GET

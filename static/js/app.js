@@ -36,6 +36,17 @@
     });
   });
 
+  // A masked secret (a password input) shown or hidden again by its button.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-reveal]");
+    if (!button) return;
+    var field = document.querySelector(button.getAttribute("data-reveal"));
+    if (!field) return;
+    var shown = field.type === "password";
+    field.type = shown ? "text" : "password";
+    button.textContent = shown ? "Hide" : "Reveal";
+  });
+
   function updateCounter(field) {
     var counter = document.querySelector('[data-counter-for="' + field.id + '"]');
     if (!counter) return;
@@ -50,6 +61,10 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    // Controls that only work with JavaScript stay hidden without it (the page offers another way).
+    document.querySelectorAll(".js-only[hidden]").forEach(function (element) {
+      element.hidden = false;
+    });
     document.querySelectorAll("[data-counter-for]").forEach(function (counter) {
       var field = document.getElementById(counter.getAttribute("data-counter-for"));
       if (field) updateCounter(field);
