@@ -20,15 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from django.conf import settings  # noqa: E402
+from django.conf import settings
 
-from generation.enhance import enhance_prompt  # noqa: E402
-from generation.enhance.text import has_cjk  # noqa: E402
-from generation.enhance.vocabulary import Vocabulary, get_vocabulary  # noqa: E402
+from generation.enhance import enhance_prompt
+from generation.enhance.text import has_cjk
+from generation.enhance.vocabulary import Vocabulary, get_vocabulary
 
 LONG_PROMPT = ("a girl with long silver hair and purple eyes in a white dress, standing in a field of flowers "
                "at sunset, holding a parasol, wind, petals, ") * 8

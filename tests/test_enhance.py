@@ -194,7 +194,8 @@ def test_only_real_tags_are_emitted():
 
 
 def test_enhancement_is_deterministic_and_thread_safe():
-    prompts = [json.loads(line)["prompt"] for line in open(REPO / "tests/data/enhance-cases.jsonl", encoding="utf-8")]
+    lines = (REPO / "tests/data/enhance-cases.jsonl").read_text(encoding="utf-8").splitlines()
+    prompts = [json.loads(line)["prompt"] for line in lines]
     first = [enhance_prompt(p, allow_nsfw=False).prompt for p in prompts]
     with ThreadPoolExecutor(max_workers=8) as pool:
         again = list(pool.map(lambda p: enhance_prompt(p, allow_nsfw=False).prompt, prompts * 4))
@@ -212,7 +213,7 @@ def test_hand_written_tables_name_only_real_tags():
     vocabulary = get_vocabulary()
     for line in (DATA_DIR / "phrases.txt").read_text(encoding="utf-8").splitlines():
         if line.strip() and not line.startswith("#"):
-            phrase, _, targets = line.partition(" = ")
+            _, _, targets = line.partition(" = ")
             for tag in (t.strip() for t in targets.split(",")):
                 assert tag == "-" or tag in vocabulary.tags, f"phrases.txt: {line}"
     for relation in vocabulary.relations:
@@ -237,7 +238,7 @@ def test_shipped_vocabulary_is_compact():
 def score(cases_file):
     """validity, recall, violations over a labelled file, as ../shared/tools/score-enhancer counts them."""
     vocabulary = get_vocabulary()
-    cases = [json.loads(line) for line in open(cases_file, encoding="utf-8") if line.strip()]
+    cases = [json.loads(line) for line in cases_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     emitted = valid = hit = must = 0
     violations = []
     for case in cases:

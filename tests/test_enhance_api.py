@@ -32,7 +32,7 @@ def test_enhance_answers_the_prompt_and_its_negative_without_charging(client, al
                            "cropped, worst quality, low quality, low score, bad score, average score, signature, "
                            "watermark, username, blurry",
     }
-    assert ledger.balance(user=alice) == Decimal("1")
+    assert ledger.balance(user=alice) == Decimal(1)
     assert not Generation.objects.exists()
 
 

@@ -35,7 +35,7 @@ class EnhanceView(RateLimitHeadersMixin, APIView):
 
     class InputSerializer(serializers.Serializer):
         prompt = StrictCharField(max_length=MAX_PROMPT_LENGTH, trim_whitespace=True)
-        allowNSFW = StrictBooleanField(default=True)  # noqa: N815 (the reference's field name)
+        allowNSFW = StrictBooleanField(default=True)  # the reference's spelling
 
     class OutputSerializer(serializers.Serializer):
         enhanced_prompt = serializers.CharField()

@@ -369,7 +369,7 @@ def same_word(a: str, b: str) -> bool:
     if a == b or IRREGULAR.get(a, a) == IRREGULAR.get(b, b):
         return True
     shorter, longer = sorted((a, b), key=len)
-    base = shorter[:-1] if shorter.endswith("e") else shorter
+    base = shorter.removesuffix("e")
     if shorter.endswith("y") and longer in (shorter[:-1] + "ies", shorter[:-1] + "ied"):
         return True
     if any(longer == shorter + ending for ending in ("s", "es", "ing", "ed", "d", "er", "y")):

@@ -73,17 +73,20 @@ def _data_lines(name: str):
 
 
 class Vocabulary:
+    """Every tag we ship, its aliases, and the phrase indexes built over them and the hand tables."""
+
     def __init__(self):
         self.tags: dict[str, Tag] = {}
         self.aliases: dict[str, str] = {}
         self.character_series: dict[str, str] = {}
-        for line in gzip.open(DATA_DIR / "vocabulary.tsv.gz", "rt", encoding="utf-8"):
-            name, category, post_count, aliases, series = line.rstrip("\n").split("\t")
-            self.tags[name] = Tag(name, int(category), int(post_count))
-            for alias in aliases.split(",") if aliases else ():
-                self.aliases.setdefault(alias, name)
-            if series:
-                self.character_series[name] = series
+        with gzip.open(DATA_DIR / "vocabulary.tsv.gz", "rt", encoding="utf-8") as rows:
+            for line in rows:
+                name, category, post_count, aliases, series = line.rstrip("\n").split("\t")
+                self.tags[name] = Tag(name, int(category), int(post_count))
+                for alias in aliases.split(",") if aliases else ():
+                    self.aliases.setdefault(alias, name)
+                if series:
+                    self.character_series[name] = series
         self.explicit = frozenset(name for name in self.tags if ratings.is_explicit(name))
         self._load_characters()
         self._index_general()
