@@ -257,3 +257,33 @@ def test_held_out_prompts_score_above_the_goals(cases_file):
     assert validity >= 0.99
     assert recall >= 0.95
     assert violations == []
+
+
+def test_build_vocabulary_keeps_what_matters_and_is_reproducible(tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import build_vocabulary
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    source = tmp_path / "tags.csv"
+    source.write_text(
+        'blue_hair,0,855605,"/bh,bluehair"\n'
+        "rare_thing,0,30,\n"
+        're:zero_kara_hajimeru_isekai_seikatsu,3,16703,"re:zero,re_zero"\n'
+        "tiny_series,3,12,\n"
+        "rem_(re:zero),4,9053,\n"
+        "obscure_character,4,50,\n"
+        "some_artist,1,100,\n"
+        "oil_painting_(medium),5,1019,oil_painting\n", encoding="utf-8")
+    first, second = tmp_path / "a.tsv.gz", tmp_path / "b.tsv.gz"
+    build_vocabulary.main(["--source", str(source), "--output", str(first)])
+    build_vocabulary.main(["--source", str(source), "--output", str(second)])
+    assert first.read_bytes() == second.read_bytes()
+    rows = [line.split("\t") for line in gzip.decompress(first.read_bytes()).decode().splitlines()]
+    assert rows == [
+        ["blue_hair", "0", "855605", "bluehair", ""],
+        ["re:zero_kara_hajimeru_isekai_seikatsu", "3", "16703", "re:zero,re_zero", ""],
+        ["rem_(re:zero)", "4", "9053", "", "re:zero_kara_hajimeru_isekai_seikatsu"],
+        ["oil_painting_(medium)", "5", "1019", "oil_painting", ""],
+        ["rare_thing", "0", "30", "", ""],
+    ]
