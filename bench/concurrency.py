@@ -16,6 +16,7 @@ against PostgreSQL and Redis, then for each gunicorn worker class:
 
 import argparse
 import collections
+import importlib.util
 import os
 import shutil
 import statistics
@@ -31,7 +32,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.api import ensure_database, free_port, percentile  # noqa: E402
+from bench.api import ensure_database, free_port, percentile
 
 SLEEPY = "bench.sleepy.SleepyBackend"
 INSTANT = "bench.instant.InstantBackend"
@@ -203,7 +204,8 @@ def describe(errors):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--worker-classes", default="gthread,gevent")
+    parser.add_argument("--worker-classes", default="",
+                        help="comma-separated gunicorn worker classes (default: gthread, and gevent when installed)")
     parser.add_argument("--clients", type=int, default=200, help="simultaneous requests to the sleepy backend")
     parser.add_argument("--rounds", type=int, default=2, help="bursts of --clients requests")
     parser.add_argument("--sleep", type=float, default=5.0, help="seconds the stand-in GPU takes")
@@ -216,11 +218,11 @@ def main():
         if not os.environ.get(name):
             sys.exit(f"{name} must point at PostgreSQL / Redis")
     worker_classes = [name.strip() for name in args.worker_classes.split(",") if name.strip()]
-    if "gevent" in worker_classes:
-        try:
-            import gevent  # noqa: F401
-        except ImportError:
-            sys.exit("gevent is not installed: pip install gevent, or --worker-classes gthread")
+    gevent_installed = importlib.util.find_spec("gevent") is not None
+    if not worker_classes:
+        worker_classes = ["gthread", "gevent"] if gevent_installed else ["gthread"]
+    elif "gevent" in worker_classes and not gevent_installed:
+        sys.exit("gevent is not installed: pip install gevent, or --worker-classes gthread")
 
     ensure_database(os.environ["DATABASE_URL"])
     media = tempfile.mkdtemp(prefix="bench-media-")

@@ -150,7 +150,7 @@ if os.environ.get("LOG_FORMAT", "json" if _production else "plain") == "json":
 # keeps them in files under PROMETHEUS_MULTIPROC_DIR, which must start empty and must be set
 # before a worker imports it. The default is named after this master, so a config reload (HUP)
 # finds the same directory and two servers on one machine never share one.
-_metrics_dir_default = os.path.join("/dev/shm" if os.path.isdir("/dev/shm") else "/tmp", f"animeapi-metrics-{os.getpid()}")
+_metrics_dir_default = os.path.join(worker_tmp_dir or "/tmp", f"animeapi-metrics-{os.getpid()}")
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", _metrics_dir_default)
 
 

@@ -32,8 +32,8 @@ def main():
         if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket"):
             raise
         # us-east-1 is the one region that refuses an explicit location constraint.
-        location = {"CreateBucketConfiguration": {"LocationConstraint": region}} if region not in (None, "us-east-1") else {}
-        s3.create_bucket(Bucket=bucket, **location)
+        location = {} if region in (None, "us-east-1") else {"LocationConstraint": region}
+        s3.create_bucket(Bucket=bucket, **({"CreateBucketConfiguration": location} if location else {}))
         print(f"bucket {bucket} created")
 
     if int(os.environ.get("IMAGE_URL_TTL_S") or 0) == 0:
