@@ -4,9 +4,9 @@ Starts gunicorn with config/gunicorn.py and one Celery worker (threads pool) on 
 against PostgreSQL and Redis, then for each gunicorn worker class:
 
 - 200 clients each send POST /api/generate at the same moment to a backend that sleeps 5 s in
-  place of a GPU (bench.sleepy.SleepyBackend), for a few rounds: errors, the web node's memory
-  (RSS of the gunicorn master and its workers, from /proc, shared pages counted in each),
-  PostgreSQL connections open at the peak, and the latency beyond the 5 s;
+  place of a GPU (bench.sleepy.SleepyBackend), for a few rounds: errors, the latency beyond the
+  5 s, the web node's CPU time per request and memory (RSS of the gunicorn master and its
+  workers, from /proc, shared pages counted in each), PostgreSQL connections open at the peak;
 - 32 keep-alive clients against a backend that answers at once (bench.instant.InstantBackend)
   for a fixed time: requests per second, which is the API's own throughput on this node.
 
@@ -55,6 +55,18 @@ def process_tree(pid):
     return [pid, *children]
 
 
+def cpu_seconds(pids):
+    """User + system CPU time the processes have used so far."""
+    total_ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total_ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total_ticks / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pids):
     total_kib = 0
     for pid in pids:
@@ -93,6 +105,34 @@ class Sampler(threading.Thread):
     def stop(self):
         self.stopped.set()
         self.join(timeout=5)
+
+
+class Measured:
+    """Wall time, the web node's CPU time and the Sampler's peaks over a `with` block."""
+
+    def __init__(self, stack, database_url):
+        self.stack, self.database_url = stack, database_url
+
+    def __enter__(self):
+        self.sampler = Sampler(self.stack.process.pid, self.database_url)
+        self.sampler.start()
+        self.cpu_start = cpu_seconds(process_tree(self.stack.process.pid))
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.wall_s = time.perf_counter() - self.started
+        self.web_cpu_s = cpu_seconds(process_tree(self.stack.process.pid)) - self.cpu_start
+        self.sampler.stop()
+
+
+def row(worker_class, backend, clients, rate, latencies, errors, measured, *, idle_rss=None):
+    answered = len(latencies) + sum(errors.values())
+    latencies = latencies or [float("nan")]
+    return (worker_class, backend, clients, answered, f"{rate:.0f}", f"{statistics.median(latencies):.0f}",
+            f"{percentile(latencies, 99):.0f}", f"{measured.web_cpu_s * 1000 / max(answered, 1):.0f}",
+            "" if idle_rss is None else f"{idle_rss:.0f}", f"{measured.sampler.peak_rss_mib:.0f}",
+            measured.sampler.peak_connections, describe(errors))
 
 
 class Stack:
@@ -169,7 +209,7 @@ def burst(base, headers, *, clients, rounds, timeout_s):
 
 
 def throughput(base, headers, *, clients, seconds, timeout_s):
-    """Keep-alive clients in a loop for `seconds`; (requests per second, latencies ms, error counts)."""
+    """Keep-alive clients in a loop for `seconds`; (latencies ms, error counts)."""
     latencies, errors = [], collections.Counter()
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
@@ -189,13 +229,12 @@ def throughput(base, headers, *, clients, seconds, timeout_s):
                     else:
                         errors[classify(outcome)] += 1
 
-    started = time.perf_counter()
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return len(latencies) / (time.perf_counter() - started), latencies, errors
+    return latencies, errors
 
 
 def describe(errors):
@@ -276,33 +315,23 @@ def main():
             try:
                 stack.wait_ready(headers)
                 idle_rss = rss_mib(process_tree(stack.process.pid))
-                sampler = Sampler(stack.process.pid, env["DATABASE_URL"])
-                sampler.start()
-                started = time.perf_counter()
-                latencies, errors = burst(stack.base, headers, clients=args.clients, rounds=args.rounds,
-                                          timeout_s=request_timeout_s)
-                wall = time.perf_counter() - started
-                sampler.stop()
-                overheads = [ms - args.sleep * 1000 for ms in latencies] or [float("nan")]
-                rows.append((worker_class, "sleepy", args.clients, len(latencies) + sum(errors.values()),
-                             f"{(len(latencies)) / wall:.0f}", f"{statistics.median(overheads):.0f}",
-                             f"{percentile(overheads, 99):.0f}", f"{idle_rss:.0f}",
-                             f"{sampler.peak_rss_mib:.0f}", sampler.peak_connections, describe(errors)))
+                with Measured(stack, env["DATABASE_URL"]) as measured:
+                    latencies, errors = burst(stack.base, headers, clients=args.clients, rounds=args.rounds,
+                                              timeout_s=request_timeout_s)
+                overheads = [ms - args.sleep * 1000 for ms in latencies]
+                rows.append(row(worker_class, "sleepy", args.clients, len(latencies) / measured.wall_s, overheads,
+                                errors, measured, idle_rss=idle_rss))
             finally:
                 stack.stop()
 
             stack = Stack(env, worker_class=worker_class, backend=INSTANT)
             try:
                 stack.wait_ready(headers)
-                sampler = Sampler(stack.process.pid, env["DATABASE_URL"])
-                sampler.start()
-                rps, latencies, errors = throughput(stack.base, headers, clients=args.rps_clients,
-                                                    seconds=args.rps_seconds, timeout_s=request_timeout_s)
-                sampler.stop()
-                latencies = latencies or [float("nan")]
-                rows.append((worker_class, "instant", args.rps_clients, len(latencies) + sum(errors.values()),
-                             f"{rps:.0f}", f"{statistics.median(latencies):.0f}", f"{percentile(latencies, 99):.0f}",
-                             "", f"{sampler.peak_rss_mib:.0f}", sampler.peak_connections, describe(errors)))
+                with Measured(stack, env["DATABASE_URL"]) as measured:
+                    latencies, errors = throughput(stack.base, headers, clients=args.rps_clients,
+                                                   seconds=args.rps_seconds, timeout_s=request_timeout_s)
+                rows.append(row(worker_class, "instant", args.rps_clients, len(latencies) / measured.wall_s,
+                                latencies, errors, measured))
             finally:
                 stack.stop()
     finally:
@@ -319,12 +348,12 @@ def main():
     print(f"sleepy: {args.clients} requests released together, {args.rounds} rounds, a {args.sleep:g} s stand-in "
           f"GPU; ms columns are latency beyond {args.sleep:g} s. instant: {args.rps_clients} keep-alive clients "
           f"for {args.rps_seconds:g} s; ms columns are the whole latency.")
-    header = ("worker", "backend", "clients", "requests", "req/s", "p50 ms", "p99 ms", "idle MiB", "peak MiB",
-              "pg conns", "errors")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(cell).rjust(width) if i not in (0, 1, 10) else str(cell).ljust(width)
-                        for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip())
+    header = ("worker", "backend", "clients", "requests", "req/s", "p50 ms", "p99 ms", "web CPU ms/req",
+              "idle MiB", "peak MiB", "pg conns", "errors")
+    widths = [max(len(str(line[i])) for line in [header, *rows]) for i in range(len(header))]
+    for line in [header, *rows]:
+        print("  ".join(str(cell).rjust(width) if i not in (0, 1, len(header) - 1) else str(cell).ljust(width)
+                        for i, (cell, width) in enumerate(zip(line, widths, strict=True))).rstrip())
 
 
 if __name__ == "__main__":
