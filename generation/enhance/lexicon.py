@@ -154,7 +154,11 @@ VERB_PREFIXES = {
 
 # "on_rooftop" -> rooftop, "above_clouds" -> cloud: the place named by a positional tag.
 PLACE_PREFIXES = frozenset("on in above under inside outside".split())
-NOT_A_PLACE = frozenset("back side stomach head lap shoulder one_knee all_fours ground floor".split())
+NOT_A_PLACE = frozenset(
+    """back side stomach head lap shoulder shoulders one_knee all_fours ground floor hand hands arm arms
+    leg legs foot feet finger fingers chin cheek face hip hips mouth knee knees neck chest breast breasts
+    ass thigh thighs own""".split()
+)
 
 # Objects and the kind they are, for "<verb>_<kind>" tags (katana -> holding_sword).
 OBJECT_KINDS = {

@@ -26,7 +26,7 @@ WORD_REWRITES = {"haired": "hair", "eyed": "eyes", "winged": "wings", "colored":
                  "cannot": "not"}
 SERIES_CONTEXT_WORDS = frozenset("from as".split())
 QUALIFIED = re.compile(r"_\([^()]+\)$")
-POSITIONAL = re.compile(r"^([a-z]+ing)_(?:on|in|under|against|by)_([a-z_]+)$")
+POSITIONAL = re.compile(r"^([a-z]+)_(?:on|in|under|against|by)_([a-z_]+)$")
 
 
 @dataclass
@@ -449,17 +449,20 @@ def overlapping_match(items: list[Token], start: int, length: int, vocabulary: V
 def apply_rules(tokens: list[Token], matches: list[Match], vocabulary: Vocabulary):
     items = content(tokens)
     by_start = {m.start: m for m in matches}
+    superseded: set[int] = set()
     for match in matches:
-        if match.negated:
+        if match.negated or id(match) in superseded:
             continue
         add_modifiers(items, match, vocabulary)
-        add_trailing_participle(items, match, vocabulary)
+        if add_trailing_participle(items, match, vocabulary) and match.end in by_start:
+            superseded.add(id(by_start[match.end]))  # "falling" was only the petals' way of moving
         add_plain_noun(match, vocabulary)
         add_quantity(items, match, vocabulary)
         add_worn_in_hair(items, match, vocabulary)
         following = by_start.get(match.end + 1)
         if following is not None and match.end < len(items) and items[match.end].text == "of":
             add_of_compound(items, match, following, vocabulary)
+    matches[:] = [m for m in matches if id(m) not in superseded]
     for match in matches:
         if not match.negated:
             add_compound_parts(match, vocabulary)
@@ -483,10 +486,11 @@ def add_compound_parts(match: Match, vocabulary: Vocabulary):
     for tag in list(match.tags):
         positional = POSITIONAL.match(tag)
         if positional:
-            # sitting_on_branch -> sitting, branch; lying_on_grass -> lying, grass
+            # sitting_on_branch -> sitting, branch; cat_on_lap -> cat (a lap is no place of its own)
             for part in positional.group(1, 2):
                 part_tag = vocabulary.resolve(part)
-                if part_tag and vocabulary.category(part_tag) == GENERAL and part not in lexicon.NOT_A_PLACE:
+                if part_tag and vocabulary.category(part_tag) == GENERAL and part not in lexicon.NOT_A_PLACE \
+                        and part not in lexicon.NOT_A_TAG_ALONE:
                     match.derived.append(part_tag)
             continue
         prefix, _, rest = tag.partition("_")
@@ -538,13 +542,15 @@ def add_modifiers(items: list[Token], match: Match, vocabulary: Vocabulary):
         position -= 1
 
 
-def add_trailing_participle(items: list[Token], match: Match, vocabulary: Vocabulary):
+def add_trailing_participle(items: list[Token], match: Match, vocabulary: Vocabulary) -> bool:
     """"petals falling" is falling_petals, "hair flowing" flowing_hair."""
     if match.end < len(items) and items[match.end].text.endswith("ing") and len(match.words) == 1:
         participle, noun = items[match.end], match.words[0]
         compound = vocabulary.general(f"{participle.text} {noun.text}", f"{participle.stem} {noun.stem}")
         if compound is not None and compound not in match.tags:
             match.derived.append(compound)
+            return True
+    return False
 
 
 def add_plain_noun(match: Match, vocabulary: Vocabulary):
