@@ -1,7 +1,7 @@
 """The free enhancer endpoints: POST /api/enhance and GET /api/tags. Authenticated by API key
 like everything under /api/, rate limited in their own bucket, never charged."""
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +31,8 @@ class RateLimitHeadersMixin:
 
 
 class EnhanceView(RateLimitHeadersMixin, APIView):
+    """The enhanced prompt and negative prompt /api/generate would use for this prompt. Free."""
+
     throttle_classes = [FreeEndpointThrottle]
 
     class InputSerializer(serializers.Serializer):
@@ -69,6 +71,8 @@ class EnhanceView(RateLimitHeadersMixin, APIView):
 
 
 class TagSearchView(RateLimitHeadersMixin, APIView):
+    """Danbooru tags starting with q (names, words inside names, aliases), most used first. Free."""
+
     throttle_classes = [FreeEndpointThrottle]
 
     class TagSerializer(serializers.Serializer):
@@ -83,7 +87,8 @@ class TagSearchView(RateLimitHeadersMixin, APIView):
             OpenApiParameter("q", str, required=True, description="A tag, alias or word prefix: \"blue h\", \"miku\""),
             OpenApiParameter("limit", int, required=False, description=f"1 to {MAX_TAG_RESULTS}"),
         ],
-        responses={200: serializers.ListSerializer(child=TagSerializer()), 400: OpenApiResponse(ErrorOutput),
+        responses={200: inline_serializer("TagResults", {"results": TagSerializer(many=True)}),
+                   400: OpenApiResponse(ErrorOutput),
                    401: OpenApiResponse(ErrorOutput), 429: OpenApiResponse(ErrorOutput)},
     )
     def get(self, request):
