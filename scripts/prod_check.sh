@@ -8,7 +8,8 @@
 #
 # PRODCHECK_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/animeapi_ops_prodcheck; the
 # database is dropped and created again) and PRODCHECK_REDIS_URL (default redis://127.0.0.1:6379/9)
-# choose the services; PYTHON the interpreter (default .venv/bin/python).
+# choose the services; PRODCHECK_GENERATION_BACKEND the backend (default preview); PYTHON the
+# interpreter (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -106,14 +107,19 @@ PIDS+=($!)
 "$BIN/gunicorn" -c config/gunicorn.py config.wsgi >"$WORK/gunicorn.log" 2>&1 &
 PIDS+=($!)
 
+up=0
 for _ in $(seq 60); do
-    "$PYTHON" -c 'import os, sys, httpx; sys.exit(httpx.get(f"http://{os.environ[\"BIND\"]}/healthz").status_code != 200)' \
-        2>/dev/null && break
+    if "$PYTHON" -c 'import os, sys, httpx; sys.exit(httpx.get("http://" + os.environ["BIND"] + "/healthz").status_code != 200)' \
+        2>/dev/null; then
+        up=1
+        break
+    fi
     for pid in "${PIDS[@]}"; do
         kill -0 "$pid" 2>/dev/null || { echo "a process exited at start (pid $pid)" >&2; exit 1; }
     done
     sleep 0.5
 done
+[ "$up" = 1 ] || { echo "gunicorn did not answer /healthz within 30 s" >&2; exit 1; }
 
 step "smoke test over HTTP"
 "$PYTHON" scripts/smoke_test.py --base-url "http://$BIND" --ready-timeout 45
