@@ -3,9 +3,10 @@ that runs tasks, before the first task, so no paid request waits for a model to 
 
 config/celery.py imports this module for its signal handlers. Which signal does the work depends
 on the pool: prefork children each load their own copy after the fork (`worker_process_init`;
-CUDA cannot cross a fork, so the parent must never load it), while the solo and threads pools run
-tasks in the main process, which loads it once at `worker_init`. With prefork, the child's start
-must be allowed to take that long: see CELERY_WORKER_PROC_ALIVE_TIMEOUT.
+CUDA cannot cross a fork, so the parent must never load it), the solo pool sends the same signal
+in the main process it runs tasks in, and the threads pool, which sends none, loads at
+`worker_init`. With prefork, a child's start must be allowed to take that long: see
+CELERY_WORKER_PROC_ALIVE_TIMEOUT.
 """
 
 import logging
@@ -24,11 +25,12 @@ def _load_in_pool_process(**kwargs):
 def _load_in_main_process(sender=None, **kwargs):
     from celery.concurrency import get_implementation
     from celery.concurrency.prefork import TaskPool as PreforkPool
+    from celery.concurrency.solo import TaskPool as SoloPool
 
     pool = getattr(sender, "pool_cls", None)
     pool_class = get_implementation(pool) if isinstance(pool, str) else pool
-    if isinstance(pool_class, type) and issubclass(pool_class, PreforkPool):
-        return
+    if isinstance(pool_class, type) and issubclass(pool_class, (PreforkPool, SoloPool)):
+        return  # they send worker_process_init in the process that runs tasks
     load_generation_model()
 
 
