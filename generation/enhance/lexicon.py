@@ -1,6 +1,6 @@
 """Hand-written English word classes the enhancer reasons with (who is in the picture, how many,
-what is negated, which words only describe). Words are given as stems (see text.stem) unless a
-name says otherwise; the longer phrase tables live in data/phrases.txt.
+what is negated, which words only describe). Words are written out; the *_STEMS forms hold their
+stems (see text.stem). The longer phrase tables live in data/phrases.txt.
 """
 
 from .text import stem
@@ -106,12 +106,6 @@ NEGATION_STOPS = frozenset(
     is are wearing holding standing sitting looking""".split()
 )
 NEGATION_LEADING_VERBS = stems("wear wearing wears have having has hold holding carrying carry use using")
-
-# Quality words users type; the model family's own quality tags replace them.
-QUALITY_WORDS = frozenset(
-    """masterpiece masterwork quality detailed detail highres absurdres hd hdr uhd 4k 8k 16k
-    ultra high best highly resolution sharp""".split()
-)
 
 # Colour words, normalised to Danbooru's spelling of the colour.
 COLOURS = {
