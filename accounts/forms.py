@@ -1,4 +1,5 @@
 import datetime
+from decimal import Decimal
 
 from django import forms
 from django.utils import timezone
@@ -38,8 +39,18 @@ class UTCDateTimeField(forms.DateTimeField):
             return super().prepare_value(value)
 
 
+class UsdField(forms.DecimalField):
+    """Shows a stored amount as people type it: 1.00, 0.009 (the column keeps 6 decimals)."""
+
+    def prepare_value(self, value):
+        if isinstance(value, Decimal):
+            value = value.normalize()
+            return f"{value:.2f}" if value.as_tuple().exponent >= -2 else f"{value:f}"
+        return value
+
+
 def _spend_cap(label, help_text):
-    return forms.DecimalField(
+    return UsdField(
         label=label, help_text=help_text, required=False, min_value=0, **MONEY,
         widget=forms.NumberInput(attrs={"inputmode": "decimal", "step": "any", "placeholder": "No cap"}),
     )

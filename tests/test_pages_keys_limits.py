@@ -77,6 +77,7 @@ def test_each_limit_is_stored_and_summarised(alice_client, key):
     form = text(alice_client.get(f"/keys/{key.pk}/limits/"))
     assert f'value="{NEXT_YEAR}-12-01T10:30"' in form  # shown back in UTC, as it was typed
     assert 'value="203.0.113.7/32, 10.0.0.0/8"' in form
+    assert 'value="1.00"' in form and 'value="5.50"' in form  # not the column's 6 decimals
 
 
 def test_one_network_is_named_and_empty_fields_clear_the_limits(alice_client, key):

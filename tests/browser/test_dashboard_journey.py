@@ -1,10 +1,11 @@
-"""A new user's whole journey in Chromium: sign up, verify, key, API call, history, playground, revoke."""
+"""A new user's whole journey in Chromium: sign up, verify, key, limits, API call, history, playground, revoke."""
 
 import re
 from decimal import Decimal
 
 import pytest
 import requests
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import User
@@ -50,11 +51,35 @@ def create_key(page, name):
     expect(field).to_be_visible()
     full_key = field.input_value()
     assert re.fullmatch(r"ank_[0-9A-Za-z]{42}", full_key)
-    page.get_by_role("button", name="Copy").click()
-    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    new_key = page.get_by_test_id("new-key")
+    new_key.get_by_role("button", name="Copy").click()
+    expect(new_key.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == full_key
     screenshot(page, "keys-new-key")
     return full_key
+
+
+def webhook_secret_and_limits(page, user):
+    secret = page.get_by_test_id("webhook-secret")
+    expect(secret).to_have_attribute("type", "password")
+    webhooks = page.locator("#webhooks")
+    webhooks.get_by_role("button", name="Reveal").click()
+    expect(secret).to_have_attribute("type", "text")
+    webhooks.get_by_role("button", name="Copy").click()
+    expect(webhooks.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == user.webhook_secret
+
+    year = timezone.now().year + 1
+    page.get_by_role("link", name="Limits for Test server").click()
+    page.get_by_label("Spend cap per day (USD)").fill("1")
+    page.get_by_label("Expires (UTC)").fill(f"{year}-12-01T10:30")
+    page.get_by_label("Allowed IP networks").fill("127.0.0.0/8, 10.0.0.300")
+    page.get_by_role("button", name="Save limits").click()
+    expect(page.locator("#id_allowed_networks_error")).to_have_text("'10.0.0.300' is not an IP address or network")
+    screenshot(page, "key-limits")
+    page.get_by_label("Allowed IP networks").fill("127.0.0.0/8")
+    page.get_by_role("button", name="Save limits").click()
+    expect(page.get_by_test_id("live-keys")).to_contain_text(f"$1.00/day · expires Dec 1, {year} · 127.0.0.0/8 only")
 
 
 def call_api(live_server, key, prompt):
@@ -83,6 +108,7 @@ def test_journey(page, live_server, mailoutbox):
     page.reload()
     expect(page.locator("#new-key-value")).to_have_count(0)
     assert full_key not in page.content()  # shown once, never again
+    webhook_secret_and_limits(page, user)
 
     answer = call_api(live_server, full_key, "a knight cat on a castle wall")
     assert answer.status_code == 200, answer.text
