@@ -40,10 +40,6 @@ def spent_today_usd(*, api_key: ApiKey) -> Decimal:
     return spent["spent"] or Decimal(0)
 
 
-def allowed_networks_list(api_key: ApiKey) -> list[str]:
-    return [item.strip() for item in api_key.allowed_networks.split(",") if item.strip()]
-
-
 def limits_summary(api_key: ApiKey) -> str:
     """One line for the keys list, e.g. "$1.00/day · $5.00 total ($0.45 spent) · expires Dec 1"; "" without limits."""
     parts = []
@@ -53,12 +49,16 @@ def limits_summary(api_key: ApiKey) -> str:
         parts.append(f"{usd(api_key.spend_cap_total_usd)} total ({usd(api_key.spent_total_usd)} spent)")
     if api_key.expires_at is not None:
         parts.append(f"{'expired' if api_key.is_expired else 'expires'} {_short_date(api_key.expires_at)}")
-    networks = allowed_networks_list(api_key)
+    networks = _networks(api_key)
     if len(networks) == 1:
         parts.append(f"{networks[0]} only")
     elif networks:
         parts.append(f"{len(networks)} IP networks")
     return " · ".join(parts)
+
+
+def _networks(api_key: ApiKey) -> list[str]:
+    return [item.strip() for item in api_key.allowed_networks.split(",") if item.strip()]
 
 
 def _short_date(moment: datetime.datetime) -> str:
