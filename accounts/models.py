@@ -115,7 +115,3 @@ class ApiKeyDailySpend(models.Model):
             # One counter per key and day: the conditional UPDATE on it is the cap's lock.
             models.UniqueConstraint(fields=["api_key", "day"], name="apikey_daily_spend_unique"),
         ]
-
-    @property
-    def masked(self):
-        return f"{self.prefix}{'•' * 8}"
