@@ -386,13 +386,12 @@ class AppServer:
     unset, so generation runs eagerly in the request's thread: the embedded-defaults setup."""
 
     def __init__(self, cluster: PostgresCluster, workdir: Path):
-        self.cluster = cluster
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "server.log"
         self.env = {**os.environ, "DATABASE_URL": cluster.url, "DEBUG": "0", "SECRET_KEY": "faults-test-only",
                     "GENERATION_BACKEND": SLOW_BACKEND, "FAULT_BACKEND_SLEEP_S": "3",
-                    "MEDIA_ROOT": str(workdir / "media"), "ANIMEAPI_RATE_LIMIT_PER_MINUTE": "100"}
+                    "MEDIA_ROOT": str(workdir / "media")}
         self.env.pop("REDIS_URL", None)
         self.process = None
 
@@ -465,6 +464,11 @@ def postgres_app():
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def assert_postgres_books(cluster, *, images_delivered):
+    wallet, ledger_total = cluster.books(POSTGRES_USER)
+    assert wallet == ledger_total == Decimal(1) - PRICE * images_delivered
+
+
 def test_a_postgres_restart_during_requests_loses_nothing(postgres_app):
     cluster, server = postgres_app
     # Concurrent requests first, so that several connections sit idle in the app's pool when the
@@ -497,11 +501,6 @@ def test_a_postgres_restart_during_requests_loses_nothing(postgres_app):
     statuses = [status for status, _ in cluster.generations(POSTGRES_USER)]
     assert statuses.count("succeeded") == delivered + 1
     assert set(statuses) <= {"succeeded", "failed"}, "no generation may be left unfinished"
-
-
-def assert_postgres_books(cluster, *, images_delivered):
-    wallet, ledger_total = cluster.books(POSTGRES_USER)
-    assert wallet == ledger_total == Decimal(1) - PRICE * images_delivered
 
 
 # --- 4. a backend that hangs -------------------------------------------------------------------
