@@ -51,8 +51,9 @@ class _DeadlinePassed(Exception):
 class DiffusersBackend(GenerationBackend):
     name = "diffusers"
 
-    def __init__(self):
-        self.model = _setting("DIFFUSERS_MODEL", "")
+    def __init__(self, pipe: StableDiffusionXLPipeline | None = None):
+        """Loads DIFFUSERS_MODEL; benchmarks pass a pipeline they built instead."""
+        self.model = _setting("DIFFUSERS_MODEL", "") or ("in-memory" if pipe is not None else "")
         if not self.model:
             raise BackendError("DIFFUSERS_MODEL is not set", provider_code="configuration")
         device = _setting("DIFFUSERS_DEVICE", "") or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -66,12 +67,16 @@ class DiffusersBackend(GenerationBackend):
         self.cfg = float(_setting("DIFFUSERS_CFG", 5.0))
         self.scheduler_name = _setting("DIFFUSERS_SCHEDULER", "EulerAncestralDiscreteScheduler")
         self.compile_mode = _setting("DIFFUSERS_COMPILE", "")
-        self.compile_s: float | None = None  # the first run of each size, with DIFFUSERS_COMPILE
+        self.compile_s: float | None = None  # the warm-up's first run of each size, with DIFFUSERS_COMPILE
         self._lock = threading.Lock()
 
         started = time.perf_counter()
-        self.pipe = load_pipeline(self.model, config=_setting("DIFFUSERS_CONFIG", ""), dtype=self.dtype,
-                                  vae=_setting("DIFFUSERS_VAE", ""))
+        if pipe is None:
+            pipe = load_pipeline(self.model, config=_setting("DIFFUSERS_CONFIG", ""), dtype=self.dtype,
+                                 vae=_setting("DIFFUSERS_VAE", ""))
+        elif pipe.unet.dtype != self.dtype:
+            pipe.to(dtype=self.dtype)
+        self.pipe = pipe
         self.pipe.scheduler = make_scheduler(self.scheduler_name, self.pipe.scheduler.config,
                                              prediction_type=_setting("DIFFUSERS_PREDICTION_TYPE", ""))
         self.pipe.to(self.device)
@@ -106,7 +111,7 @@ class DiffusersBackend(GenerationBackend):
 
     def generate(self, request: ImageRequest, *, deadline: float) -> BackendImage:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not self._lock.acquire(timeout=remaining):
+        if remaining <= 0 or not self._lock.acquire(timeout=min(remaining, threading.TIMEOUT_MAX)):
             raise BackendError("no time left before the deadline", provider_code="deadline")
         try:
             started = time.perf_counter()
