@@ -142,7 +142,12 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql") and envbool("DATABASE_P
     # A psycopg pool per process: a request waiting on a GPU worker hands its connection back
     # (generation.pipeline), so hundreds of waiting requests need only a few connections.
     DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 1, "max_size": envint("DATABASE_POOL_MAX_SIZE", 20), "timeout": 10},
+        "pool": {
+            "min_size": 1, "max_size": envint("DATABASE_POOL_MAX_SIZE", 20),
+            # Short waits: with the database down, a request answers 503 in seconds instead of
+            # queueing behind the pool, and the pool retries the database every few seconds.
+            "timeout": envfloat("DATABASE_POOL_TIMEOUT_S", 5.0), "reconnect_timeout": 5.0,
+        },
     }
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = envint("DATABASE_CONN_MAX_AGE", 60)
@@ -303,6 +308,9 @@ GENERATION_BACKEND = env(
     "runware" if RUNWARE_API_KEY else "diffusers" if DIFFUSERS_MODEL else "preview",
 )
 GENERATION_TIMEOUT_S = envfloat("GENERATION_TIMEOUT_S", 60.0)
+# Past the deadline a hanging backend is interrupted (soft) and then its worker killed (hard).
+GENERATION_SOFT_LIMIT_MARGIN_S = envfloat("GENERATION_SOFT_LIMIT_MARGIN_S", 5.0)
+GENERATION_HARD_LIMIT_MARGIN_S = envfloat("GENERATION_HARD_LIMIT_MARGIN_S", 30.0)
 # A charged generation still unfinished this long after it was created is failed and refunded
 # by the beat task (its worker died and no web process is waiting for it any more).
 GENERATION_LEASE_S = envfloat("GENERATION_LEASE_S", GENERATION_TIMEOUT_S + 120)

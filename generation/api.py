@@ -213,8 +213,9 @@ class GenerateView(ErrorDetailsMixin, APIView):
         return response
 
     def _account_headers(self, request, response):
-        """X-Balance-USD and X-Daily-Remaining, for callers who keep an eye on both."""
-        if not getattr(request, "user", None) or not request.user.is_authenticated:
+        """X-Balance-USD and X-Daily-Remaining, for callers who keep an eye on both. Not on 5xx
+        answers: the database may be what failed, and the answer must still go out."""
+        if response.status_code >= 500 or not request.user or not request.user.is_authenticated:
             return
         body = response.data if isinstance(response.data, dict) else {}
         balance = body.get("balance_usd")

@@ -12,8 +12,10 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 
+from celery.exceptions import SoftTimeLimitExceeded
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
+from psycopg_pool import PoolTimeout
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -107,9 +109,9 @@ def on_a_live_connection(operation):
     every such write is a conditional status change, so running it twice changes nothing twice."""
     try:
         return operation()
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block:
-            raise
+    except (OperationalError, InterfaceError) as exc:
+        if connection.in_atomic_block or isinstance(exc.__cause__, PoolTimeout):
+            raise  # a pool timeout means the database is down, not this connection: don't wait twice
         connection.close()
         return operation()
 
@@ -213,7 +215,11 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
             seed=generation.seed, request_id=generation.request_id,
         )
         started = time.perf_counter()
-        image = _generate_checked(get_backend(generation.backend), request, deadline=deadline)
+        # The worker's own configuration decides (web nodes need no backend credentials); test
+        # keys always get the preview.
+        backend_name = "preview" if generation.is_test else settings.GENERATION_BACKEND
+        outcome["backend"] = backend_name
+        image = _generate_checked(get_backend(backend_name), request, deadline=deadline)
         outcome["generate_ms"] = _ms_since(started)
         data = images.to_webp(image.data, width=generation.width, height=generation.height)
         data = xmp.embed_xmp(data, _generation_xmp(generation, outcome, image), width=generation.width,
@@ -262,6 +268,8 @@ def _generation_xmp(generation: Generation, outcome: dict, image) -> bytes:
 
 def _failure(exc: Exception, generation_id) -> tuple[str, str]:
     """The API's error code and the admin-only detail for an exception of the pipeline."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "GENERATION_FAILED", "timed out: the task's time limit interrupted the backend"
     if isinstance(exc, NsfwContentBlocked):
         return "NSFW_CONTENT_BLOCKED", "flagged twice"
     if isinstance(exc, BackendError):
@@ -299,7 +307,8 @@ def submit_generation(*, user, api_key, params: GenerationParams, request_id: st
     if generation.status == Status.FAILED:
         return generation
     try:
-        run_generation_task.apply_async(args=[str(generation.id), time.time() + settings.GENERATION_TIMEOUT_S])
+        run_generation_task.apply_async(args=[str(generation.id), time.time() + settings.GENERATION_TIMEOUT_S],
+                                        **_time_limits())
     except Exception as exc:
         log.exception("could not queue generation %s", generation.id)
         fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
@@ -321,7 +330,7 @@ def generate_and_wait(*, user, api_key, params: GenerationParams, request_id: st
     deadline_at = time.time() + settings.GENERATION_TIMEOUT_S
     outcome = {}
     try:
-        result = run_generation_task.apply_async(args=[str(generation.id), deadline_at])
+        result = run_generation_task.apply_async(args=[str(generation.id), deadline_at], **_time_limits())
         if not result.ready() and not connection.in_atomic_block:
             # Seconds of waiting on a GPU must not hold a database connection: give it back to
             # the pool, so a web node's many waiting requests share a few connections.
@@ -351,6 +360,17 @@ def _observe(generation: Generation) -> None:
     for stage, ms in (("queue", generation.queue_ms), ("generate", generation.generate_ms), ("total", generation.total_ms)):
         if ms is not None:
             GENERATION_SECONDS.labels(generation.backend, stage).observe(ms / 1000)
+
+
+def _time_limits() -> dict:
+    """Per message, so they follow GENERATION_TIMEOUT_S as the sender has it (Celery puts a
+    task's limits in each message). A backend hanging past the deadline is interrupted (soft),
+    then its worker process killed (hard), which frees the GPU; the charge is refunded either way
+    (by the pipeline, the waiting web process, or the stale-generation beat task). Prefork only."""
+    return {
+        "soft_time_limit": settings.GENERATION_TIMEOUT_S + settings.GENERATION_SOFT_LIMIT_MARGIN_S,
+        "time_limit": settings.GENERATION_TIMEOUT_S + settings.GENERATION_HARD_LIMIT_MARGIN_S,
+    }
 
 
 def _ms(delta) -> int:

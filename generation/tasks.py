@@ -9,13 +9,7 @@ from .models import Generation
 log = logging.getLogger(__name__)
 
 
-@shared_task(
-    name="generation.tasks.run_generation", acks_late=True, reject_on_worker_lost=True,
-    # A backend that hangs past the API's deadline is interrupted (soft) and then the worker
-    # process is killed (hard), which frees the GPU; either way the charge is refunded, by the
-    # pipeline, the waiting web process, or the stale-generation beat task. Prefork pools only.
-    soft_time_limit=settings.GENERATION_TIMEOUT_S + 5, time_limit=settings.GENERATION_TIMEOUT_S + 30,
-)
+@shared_task(name="generation.tasks.run_generation", acks_late=True, reject_on_worker_lost=True)
 def run_generation_task(generation_id: str, deadline_at: float) -> dict:
     """Idempotent by generation id: a redelivered task finds the row already claimed.
 

@@ -184,11 +184,12 @@ def fault_worker(django_db_setup, media_root, monkeypatch):
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_killed_mid_generation_refunds_each_charge_once(fault_worker, settings, media_root):
-    settings.GENERATION_BACKEND = SLOW_BACKEND  # the row names the backend the worker uses
     settings.GENERATION_TIMEOUT_S = 3
     settings.GENERATION_LEASE_S = 1
-    # Long enough that only the kill can end these generations.
-    worker = fault_worker(pool="prefork", concurrency=2, env={"FAULT_BACKEND_SLEEP_S": "120"})
+    # Long enough that only the kill can end these generations (and no time limit interferes).
+    settings.GENERATION_SOFT_LIMIT_MARGIN_S = settings.GENERATION_HARD_LIMIT_MARGIN_S = 600
+    worker = fault_worker(pool="prefork", concurrency=2,
+                          env={"GENERATION_BACKEND": SLOW_BACKEND, "FAULT_BACKEND_SLEEP_S": "120"})
     user = make_user("killed@example.com", balance="1")
     charlie = make_user("charlie@example.com", balance="1")
     _, key = create_api_key(user=user)
@@ -508,17 +509,12 @@ def test_a_postgres_restart_during_requests_loses_nothing(postgres_app):
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_a_hanging_backend_is_refunded_at_the_deadline_and_the_time_limit_frees_the_worker(
-        fault_worker, settings, monkeypatch):
-    # Each message carries the sender's task limits, fixed when the web process imported
-    # generation.tasks (the worker's own settings do not count): send those a web node started
-    # with GENERATION_TIMEOUT_S=1 would, a soft limit of 6 s instead of 65 s.
-    soft_margin = run_generation_task.soft_time_limit - settings.GENERATION_TIMEOUT_S
-    hard_margin = run_generation_task.time_limit - settings.GENERATION_TIMEOUT_S
-    monkeypatch.setattr(run_generation_task, "apply_async", functools.partial(
-        run_generation_task.apply_async, soft_time_limit=1 + soft_margin, time_limit=1 + hard_margin))
-    settings.GENERATION_BACKEND = HANGING_BACKEND
+        fault_worker, settings):
+    # Each message carries the sender's limits: timeout 2 s, interrupted at 2 + 3 s, killed at 2 + 20 s.
     settings.GENERATION_TIMEOUT_S = 2
-    worker = fault_worker(pool="prefork", concurrency=1, env={})
+    settings.GENERATION_SOFT_LIMIT_MARGIN_S = soft_margin = 3
+    settings.GENERATION_HARD_LIMIT_MARGIN_S = hard_margin = 20
+    worker = fault_worker(pool="prefork", concurrency=1, env={"GENERATION_BACKEND": HANGING_BACKEND})
     user = make_user("hang@example.com", balance="1")
     _, key = create_api_key(user=user)
 
@@ -536,6 +532,7 @@ def test_a_hanging_backend_is_refunded_at_the_deadline_and_the_time_limit_frees_
     # The only worker process is still stuck in the backend; this one waits in the queue until
     # the soft time limit interrupts it.
     settings.GENERATION_TIMEOUT_S = 20
+    settings.GENERATION_SOFT_LIMIT_MARGIN_S = settings.GENERATION_HARD_LIMIT_MARGIN_S = 5
     response = generate(Client(), key, {"prompt": "a quiet lake", "enhance": False})
 
     assert response.status_code == HTTPStatus.OK, response.content
@@ -543,7 +540,7 @@ def test_a_hanging_backend_is_refunded_at_the_deadline_and_the_time_limit_frees_
     assert after.status == Status.SUCCEEDED
     # It started when the soft limit freed the worker, not before and not at the hard limit.
     waited_s = (after.started_at - hung.started_at).total_seconds()
-    assert 1 + soft_margin - 0.5 <= waited_s < 1 + hard_margin, waited_s
+    assert 2 + soft_margin - 0.5 <= waited_s < 2 + hard_margin, waited_s
     assert worker.poll() is None
     hung.refresh_from_db()
     assert (hung.status, hung.image) == (Status.FAILED, "")
