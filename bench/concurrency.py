@@ -1,14 +1,15 @@
 """How many synchronous requests one web node keeps waiting on the GPUs, and what it costs.
 
-Starts gunicorn with config/gunicorn.py and one Celery worker (threads pool) on this machine,
-against PostgreSQL and Redis, then for each gunicorn worker class:
+Starts gunicorn with config/gunicorn.py and a Celery worker (threads pool) on this machine,
+against PostgreSQL and Redis, and for each gunicorn worker class (gthread, gevent):
 
 - 200 clients each send POST /api/generate at the same moment to a backend that sleeps 5 s in
   place of a GPU (bench.sleepy.SleepyBackend), for a few rounds: errors, the latency beyond the
   5 s, the web node's CPU time per request and memory (RSS of the gunicorn master and its
   workers, from /proc, shared pages counted in each), PostgreSQL connections open at the peak;
 - 32 keep-alive clients against a backend that answers at once (bench.instant.InstantBackend)
-  for a fixed time: requests per second, which is the API's own throughput on this node.
+  for a fixed time: requests per second, the API's own throughput on this machine (where the
+  clients, the worker, PostgreSQL and Redis share its cores with the web node).
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... .venv/bin/python bench/concurrency.py \
         [--worker-classes gthread,gevent] [--clients 200] [--rounds 2] [--rps-clients 32] [--rps-seconds 15]
@@ -162,7 +163,29 @@ class Stack:
             time.sleep(0.5)
         sys.exit("the web node or the worker did not come up")
 
-    def stop(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.process.terminate()
+        self.process.wait(timeout=120)
+
+
+class Worker:
+    """A Celery worker on the generate queue, running `backend`, for the duration of a `with` block."""
+
+    def __init__(self, env, *, backend, concurrency):
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "celery"), "-A", "config", "worker", "-Q", "generate",
+             "-P", "threads", "-c", str(concurrency), "--without-gossip", "--without-mingle", "-l", "warning",
+             "-n", f"bench-concurrency-{os.getpid()}@%h"],
+            cwd=ROOT, env={**env, "GENERATION_BACKEND": backend},
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
         self.process.terminate()
         self.process.wait(timeout=120)
 
@@ -298,51 +321,40 @@ def main():
     headers = {"Authorization": f"Bearer {key}"}
     request_timeout_s = float(env.get("GENERATION_TIMEOUT_S") or 60) + 30
 
-    # The web node stores each generation's backend on its row and the worker runs that one, so
-    # one worker serves both the sleepy and the instant runs.
-    concurrency = args.worker_concurrency or args.clients
-    worker = subprocess.Popen(
-        [str(Path(sys.executable).parent / "celery"), "-A", "config", "worker", "-Q", "generate", "-P", "threads",
-         "-c", str(concurrency), "--without-gossip", "--without-mingle", "-l", "warning",
-         "-n", f"bench-concurrency-{os.getpid()}@%h"],
-        cwd=ROOT, env=env,
-    )
+    # The worker runs its own GENERATION_BACKEND, so each backend gets its own worker. Sleepy: a
+    # thread per client, so no request waits for a stand-in GPU.
+    sleepy_concurrency = args.worker_concurrency or args.clients
     load_before = os.getloadavg()[0]
     rows = []
     try:
-        for worker_class in worker_classes:
-            stack = Stack(env, worker_class=worker_class, backend=SLEEPY)
-            try:
-                stack.wait_ready(headers)
-                idle_rss = rss_mib(process_tree(stack.process.pid))
-                with Measured(stack, env["DATABASE_URL"]) as measured:
-                    latencies, errors = burst(stack.base, headers, clients=args.clients, rounds=args.rounds,
-                                              timeout_s=request_timeout_s)
-                overheads = [ms - args.sleep * 1000 for ms in latencies]
-                rows.append(row(worker_class, "sleepy", args.clients, len(latencies) / measured.wall_s, overheads,
-                                errors, measured, idle_rss=idle_rss))
-            finally:
-                stack.stop()
-
-            stack = Stack(env, worker_class=worker_class, backend=INSTANT)
-            try:
-                stack.wait_ready(headers)
-                with Measured(stack, env["DATABASE_URL"]) as measured:
-                    latencies, errors = throughput(stack.base, headers, clients=args.rps_clients,
-                                                   seconds=args.rps_seconds, timeout_s=request_timeout_s)
-                rows.append(row(worker_class, "instant", args.rps_clients, len(latencies) / measured.wall_s,
-                                latencies, errors, measured))
-            finally:
-                stack.stop()
+        with Worker(env, backend=SLEEPY, concurrency=sleepy_concurrency):
+            for worker_class in worker_classes:
+                with Stack(env, worker_class=worker_class, backend=SLEEPY) as stack:
+                    stack.wait_ready(headers)
+                    idle_rss = rss_mib(process_tree(stack.process.pid))
+                    with Measured(stack, env["DATABASE_URL"]) as measured:
+                        latencies, errors = burst(stack.base, headers, clients=args.clients, rounds=args.rounds,
+                                                  timeout_s=request_timeout_s)
+                    overheads = [ms - args.sleep * 1000 for ms in latencies]
+                    rows.append(row(worker_class, "sleepy", args.clients, len(latencies) / measured.wall_s,
+                                    overheads, errors, measured, idle_rss=idle_rss))
+        with Worker(env, backend=INSTANT, concurrency=args.rps_clients):
+            for worker_class in worker_classes:
+                with Stack(env, worker_class=worker_class, backend=INSTANT) as stack:
+                    stack.wait_ready(headers)
+                    with Measured(stack, env["DATABASE_URL"]) as measured:
+                        latencies, errors = throughput(stack.base, headers, clients=args.rps_clients,
+                                                       seconds=args.rps_seconds, timeout_s=request_timeout_s)
+                    rows.append(row(worker_class, "instant", args.rps_clients, len(latencies) / measured.wall_s,
+                                    latencies, errors, measured))
     finally:
-        worker.terminate()
-        worker.wait(timeout=120)
         shutil.rmtree(media, ignore_errors=True)
 
     workers = os.environ.get("WEB_CONCURRENCY") or os.cpu_count()
     threads = os.environ.get("GUNICORN_THREADS") or 128
     print(f"POST /api/generate on one web node: gunicorn -c config/gunicorn.py ({workers} workers; gthread: "
-          f"{threads} threads each), Celery threads pool x{concurrency}, {os.cpu_count()} cores, "
+          f"{threads} threads each), one Celery worker (threads pool: x{sleepy_concurrency} sleepy, "
+          f"x{args.rps_clients} instant), {os.cpu_count()} cores, "
           f"PostgreSQL max_connections={max_connections}; load average {load_before:.1f} at the start, "
           f"{os.getloadavg()[0]:.1f} at the end")
     print(f"sleepy: {args.clients} requests released together, {args.rounds} rounds, a {args.sleep:g} s stand-in "
