@@ -85,8 +85,8 @@ CONFIGS = {
     "cl+fused": {"channels_last": True, "fuse_qkv": True},
     "compile": {"channels_last": True, "fuse_qkv": True, "compile": True},
 }
-PROMPT = ("1girl, solo, long silver hair, purple eyes, school uniform, cherry blossoms, wind, smile, looking at viewer, "
-          "masterpiece, high score, great score, absurdres")
+PROMPT = ("1girl, solo, long silver hair, purple eyes, school uniform, cherry blossoms, wind, smile, "
+          "looking at viewer, masterpiece, high score, great score, absurdres")
 NEGATIVE = ("lowres, bad anatomy, bad hands, text, error, missing finger, extra digits, fewer digits, cropped, "
             "worst quality, low quality, low score, bad score, average score, signature, watermark, username, blurry")
 

@@ -23,17 +23,17 @@ torch = _require("torch")
 _require("diffusers")
 _require("transformers")
 
-from diffusers import StableDiffusionXLPipeline  # noqa: E402
+from diffusers import StableDiffusionXLPipeline
 
-from billing import ledger  # noqa: E402
-from generation import backends, enhance, worker  # noqa: E402
-from generation.backends import diffusers as diffusers_backend  # noqa: E402
-from generation.backends import sdxl_prompts  # noqa: E402
-from generation.backends.base import BackendError, ImageRequest  # noqa: E402
-from generation.models import Generation  # noqa: E402
-from tests.conftest import error_of, generate  # noqa: E402
-from tests.sdxl_tiny import build_tiny_pipeline, save_single_file  # noqa: E402
-from tests.test_api_generate import PRICE, fetch_image  # noqa: E402
+from billing import ledger
+from generation import backends, enhance, worker
+from generation.backends import diffusers as diffusers_backend
+from generation.backends import sdxl_prompts
+from generation.backends.base import BackendError, ImageRequest
+from generation.models import Generation
+from tests.conftest import error_of, generate
+from tests.sdxl_tiny import build_tiny_pipeline, save_single_file
+from tests.test_api_generate import PRICE, fetch_image
 
 # Over 100 tokens in the tiny byte-level vocabulary, which spends one per character.
 LONG_PROMPT = ("1girl, solo, long silver hair, purple eyes, school uniform, pleated skirt, cherry blossoms, "

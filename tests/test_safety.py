@@ -19,14 +19,14 @@ def _require(module: str):
 _require("nudenet")
 _require("onnxruntime")
 
-from billing import ledger  # noqa: E402
-from generation import backends, safety, worker  # noqa: E402
-from generation.backends.base import BackendImage, ImageRequest  # noqa: E402
-from generation.backends.preview import PreviewBackend  # noqa: E402
-from generation.models import Generation  # noqa: E402
-from generation.safety import nudenet  # noqa: E402
-from tests.conftest import error_of, generate  # noqa: E402
-from tests.test_api_generate import PRICE  # noqa: E402
+from billing import ledger
+from generation import backends, safety, worker
+from generation.backends.base import BackendImage, ImageRequest
+from generation.backends.preview import PreviewBackend
+from generation.models import Generation
+from generation.safety import nudenet
+from tests.conftest import error_of, generate
+from tests.test_api_generate import PRICE
 
 EXPOSED = {"class": "FEMALE_BREAST_EXPOSED", "score": 0.91, "box": [10, 20, 30, 40]}
 
@@ -126,7 +126,8 @@ def test_a_flagged_first_image_is_replaced_by_a_clean_one(client, alice, alice_k
 @pytest.mark.django_db
 @pytest.mark.parametrize("found", [
     [{"class": "FEMALE_BREAST_COVERED", "score": 0.99, "box": [0, 0, 1, 1]}],
-    [{"class": "FACE_FEMALE", "score": 0.95, "box": [0, 0, 1, 1]}, {"class": "BELLY_EXPOSED", "score": 0.9, "box": [0, 0, 1, 1]}],
+    [{"class": "FACE_FEMALE", "score": 0.95, "box": [0, 0, 1, 1]},
+     {"class": "BELLY_EXPOSED", "score": 0.9, "box": [0, 0, 1, 1]}],
     [{**EXPOSED, "score": 0.49}],
 ])
 def test_covered_harmless_or_unsure_detections_pass(client, alice_key, backend, detections, found):

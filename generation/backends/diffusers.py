@@ -88,9 +88,12 @@ class DiffusersBackend(GenerationBackend):
 
     @property
     def model_name(self) -> str:
-        """What answers and XMP call the model: a hub id as is, a local path by its file name."""
+        """What answers and XMP call the model: a hub id as is, a local folder by its name, a
+        checkpoint by its file name without the extension."""
         path = Path(self.model)
-        return path.stem if path.exists() else self.model
+        if path.is_file():
+            return path.stem
+        return path.name if path.is_dir() else self.model
 
     def warm_up(self) -> float:
         """One short run per size the API serves when compiling (torch.compile specialises on the

@@ -54,12 +54,13 @@ def encode(pipe, prompt: str, negative_prompt: str) -> PromptEmbeds:
     """Embeddings for a StableDiffusionXLPipeline's __call__(prompt_embeds=..., ...)."""
     pairs = [(pipe.tokenizer, pipe.text_encoder), (pipe.tokenizer_2, pipe.text_encoder_2)]
     token_windows = [
-        [split_windows(_token_ids(tokenizer, text), comma_id=_comma_id(tokenizer)) for text in (prompt, negative_prompt)]
+        [split_windows(_token_ids(tokenizer, text), comma_id=_comma_id(tokenizer))
+         for text in (prompt, negative_prompt)]
         for tokenizer, _ in pairs
     ]
     count = max(len(windows) for per_tokenizer in token_windows for windows in per_tokenizer)
     hidden, pooled = [], None
-    for (tokenizer, text_encoder), (positive, negative) in zip(pairs, token_windows):
+    for (tokenizer, text_encoder), (positive, negative) in zip(pairs, token_windows, strict=True):
         rows = _framed(tokenizer, positive, count) + _framed(tokenizer, negative, count)
         ids = torch.tensor(rows, dtype=torch.long, device=text_encoder.device)
         output = text_encoder(ids, output_hidden_states=True)
