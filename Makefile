@@ -17,7 +17,8 @@ help:  ## list the targets
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q torch==2.13.0  # a CPU build from this machine's disk; other pins download GBs
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,gpu,safety]'
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the project with its test tools

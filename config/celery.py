@@ -12,6 +12,10 @@ app = Celery("animeapi")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+# Worker start-up: load and warm the GPU model once per process (imports only celery.signals;
+# web nodes never import torch).
+import generation.worker  # noqa: E402,F401
+
 
 @signals.worker_ready.connect
 def _start_heartbeat(**kwargs):

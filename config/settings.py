@@ -255,6 +255,9 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT_S", 600)}
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Prefork children load the model before they report ready; Celery's 4 s default would kill a
+# replacement child (after a hard time limit) while it loads, over and over.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = envfloat("CELERY_WORKER_PROC_ALIVE_TIMEOUT", 300.0)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -303,6 +306,21 @@ RUNWARE_MAX_RETRIES = envint("RUNWARE_MAX_RETRIES", 3)
 # Hosts image URLs may be fetched from (besides RUNWARE_API_URL's own host).
 RUNWARE_IMAGE_HOSTS = envlist("RUNWARE_IMAGE_HOSTS", ["im.runware.ai", "cdn.runware.ai"])
 DIFFUSERS_MODEL = env("DIFFUSERS_MODEL")
+# Local diffusers folder (or hub id) holding an SDXL pipeline's configs and tokenizers, for
+# single-file checkpoints (which carry weights only).
+DIFFUSERS_CONFIG = env("DIFFUSERS_CONFIG")
+DIFFUSERS_VAE = env("DIFFUSERS_VAE")  # optional VAE: folder, hub id or .safetensors (e.g. an fp16-fix VAE)
+DIFFUSERS_DEVICE = env("DIFFUSERS_DEVICE")  # empty: cuda if available, else cpu
+DIFFUSERS_DTYPE = env("DIFFUSERS_DTYPE")  # empty: bf16 on CUDA, fp32 on CPU; or bf16 / fp16 / fp32
+DIFFUSERS_STEPS = envint("DIFFUSERS_STEPS", 28)
+DIFFUSERS_CFG = envfloat("DIFFUSERS_CFG", 5.0)
+DIFFUSERS_SCHEDULER = env("DIFFUSERS_SCHEDULER", "EulerAncestralDiscreteScheduler")  # or "Euler a", "DPM++ 2M Karras"
+DIFFUSERS_PREDICTION_TYPE = env("DIFFUSERS_PREDICTION_TYPE")  # "v_prediction" for NoobAI-XL V-Pred
+DIFFUSERS_CHANNELS_LAST = envbool("DIFFUSERS_CHANNELS_LAST", False)
+DIFFUSERS_FUSE_QKV = envbool("DIFFUSERS_FUSE_QKV", False)
+DIFFUSERS_COMPILE = env("DIFFUSERS_COMPILE")  # empty: off; else a torch.compile mode
+# NudeNet's score at or above which an exposed-body label withholds an image (allowNSFW=false).
+SAFETY_THRESHOLD = envfloat("SAFETY_THRESHOLD", 0.5)
 GENERATION_BACKEND = env(
     "GENERATION_BACKEND",
     "runware" if RUNWARE_API_KEY else "diffusers" if DIFFUSERS_MODEL else "preview",
