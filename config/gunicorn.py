@@ -112,11 +112,15 @@ class JsonLogFormatter(logging.Formatter):
             if record.exc_info:
                 entry["exception"] = self.formatException(record.exc_info)
         else:
+            def text(key):
+                # gunicorn escapes quotes for its text format; JSON does its own escaping.
+                return atoms[key].replace('\\"', '"') if isinstance(atoms[key], str) else atoms[key]
+
             entry.update({
-                "message": f"{atoms['m']} {atoms['U']} {atoms['s']}",
-                "method": atoms["m"], "path": atoms["U"], "query": atoms["q"], "status": int(atoms["s"]),
-                "bytes": atoms["B"], "duration_ms": atoms["M"], "remote_addr": atoms["h"],
-                "user_agent": atoms["a"], "request_id": atoms["{x-request-id}o"],
+                "message": f"{text('m')} {text('U')} {atoms['s']}",
+                "method": text("m"), "path": text("U"), "query": text("q"), "status": int(atoms["s"]),
+                "bytes": atoms["B"], "duration_ms": atoms["M"], "remote_addr": text("h"),
+                "user_agent": text("a"), "request_id": text("{x-request-id}o"),
             })
         return json.dumps(entry, ensure_ascii=False)
 
