@@ -6,10 +6,12 @@ PORT ?= 8000
 # Tests always run against real PostgreSQL and Redis (DB 15, so a developer's data on DB 0 is safe).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/animeapi
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+PRODCHECK_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/animeapi_ops_prodcheck
+PRODCHECK_REDIS_URL ?= redis://127.0.0.1:6379/9
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/animeapi_bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/10
 
-.PHONY: help install run worker migrate test bench services chromium clean
+.PHONY: help install run worker migrate test prod-check bench services chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -46,6 +48,9 @@ chromium:  ## install Debian's Chromium for the browser tests (never `playwright
 
 test: install services chromium  ## run the whole test suite against real PostgreSQL and Redis
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+prod-check: install services  ## production settings on this machine: check --deploy, gunicorn + Celery workers + beat, an HTTP smoke test
+	PYTHON=$(PY) PRODCHECK_DATABASE_URL=$(PRODCHECK_DATABASE_URL) PRODCHECK_REDIS_URL=$(PRODCHECK_REDIS_URL) bash scripts/prod_check.sh
 
 bench: install services  ## print the benchmark tables (bench/)
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) bench/run.py

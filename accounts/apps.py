@@ -8,6 +8,7 @@ class AccountsConfig(AppConfig):
     def ready(self):
         from allauth.account.signals import user_signed_up
 
+        from . import schema  # noqa: F401 (registers the OpenAPI security scheme)
         from .signup import grant_signup_credit
 
         # allauth's hook for "an account was just created", whichever way it signed up.

@@ -9,6 +9,7 @@ SCRIPTS = [
     ["bench/webp.py"],
     ["bench/api.py", "--backend", "instant"],
     ["bench/api.py", "--backend", "preview", "--levels", "1,8", "--requests", "200"],
+    ["bench/concurrency.py", "--worker-classes", "gthread"],
     ["bench/enhance.py"],
     ["bench/runware.py"],
 ]

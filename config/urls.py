@@ -20,9 +20,13 @@ urlpatterns = [
     path("", include("accounts.urls")),
 ]
 
+def serve_media(request, path):
+    # MEDIA_ROOT is read per request, not frozen into the URLconf when it is first imported.
+    return serve(request, path, document_root=settings.MEDIA_ROOT)
+
+
 if settings.SERVE_MEDIA:
-    prefix = settings.MEDIA_URL.lstrip("/")
-    urlpatterns += [re_path(rf"^{prefix}(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})]
+    urlpatterns += [re_path(rf"^{settings.MEDIA_URL.lstrip('/')}(?P<path>.*)$", serve_media)]
 
 handler400 = "config.errors.handler400"
 handler404 = "config.errors.handler404"

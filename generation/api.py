@@ -140,10 +140,18 @@ class GenerateView(ErrorDetailsMixin, APIView):
         operation_id="generate",
         summary="Generate an anime image from a text prompt",
         request=GenerateInput,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                                     description="Retries with the same key and body return the first answer")],
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                             description="Retries with the same key and body return the first answer (1-255 characters)"),
+            # No enum: preferences a server does not know are ignored (RFC 7240).
+            OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, required=False,
+                             description="respond-async: answer 202 at once, like \"async\": true"),
+        ],
         responses={
             200: GenerateOutput,
+            202: OpenApiResponse(inline_serializer("GenerationAccepted", {
+                "id": serializers.UUIDField(), "status": serializers.CharField(), "status_url": serializers.URLField(),
+            }), description="Accepted for async generation: poll status_url or wait for webhook_url"),
             400: OpenApiResponse(ErrorOutput, description="Invalid request"),
             401: OpenApiResponse(ErrorOutput, description="Invalid or missing API key"),
             402: OpenApiResponse(ErrorOutput, description="Insufficient balance"),

@@ -219,6 +219,10 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
         # keys always get the preview.
         backend_name = "preview" if generation.is_test else settings.GENERATION_BACKEND
         outcome["backend"] = backend_name
+        if not connection.in_atomic_block:
+            # Seconds of backend work need no database connection: hand it back to the pool,
+            # so a threads-pool worker's many concurrent generations share a few connections.
+            connection.close()
         image = _generate_checked(get_backend(backend_name), request, deadline=deadline)
         outcome["generate_ms"] = _ms_since(started)
         data = images.to_webp(image.data, width=generation.width, height=generation.height)
