@@ -16,15 +16,8 @@ class AdjustmentForm(forms.Form):
     memo = forms.CharField(max_length=255, help_text="Why: shown on the user's ledger")
 
 
-@admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
-    """Read-only: the ledger is append-only. Corrections are new entries (the wallet action)."""
-
-    list_display = ["created_at", "user", "kind", "amount", "balance_after", "reference", "memo"]
-    list_filter = ["kind", "created_at"]
-    search_fields = ["user__email", "reference", "memo"]
-    list_select_related = ["user"]
-    date_hierarchy = "created_at"
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by billing code (the ledger, what Stripe reported); staff look, they don't edit."""
 
     def has_add_permission(self, request):
         return False
@@ -34,6 +27,17 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    """The ledger is append-only. Corrections are new entries (the wallet action)."""
+
+    list_display = ["created_at", "user", "kind", "amount", "balance_after", "reference", "memo"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["user__email", "reference", "memo"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
 
 
 @admin.register(Wallet)
@@ -72,19 +76,6 @@ class WalletAdmin(admin.ModelAdmin):
             {"form": form, "wallets": queryset, "title": "Adjust balance", "opts": self.model._meta,
              "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME},
         )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by billing code from what Stripe reported; staff look, they don't edit."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(StripeEvent)

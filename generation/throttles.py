@@ -13,6 +13,12 @@ from config.metrics import RATE_LIMIT_REFUSALS
 from . import limits
 
 
+def _refused(code: str, message: str, state) -> ApiError:
+    RATE_LIMIT_REFUSALS.labels(code).inc()
+    return ApiError(status_code=429, code=code, message=message,
+                    headers={"Retry-After": str(state.retry_after), **state.headers()})
+
+
 def _unavailable():
     return ApiError(status_code=503, code="SERVICE_UNAVAILABLE", message="Service temporarily unavailable, retry shortly",
                     headers={"Retry-After": "5"})
@@ -44,9 +50,7 @@ class PerKeyRateThrottle(BaseThrottle):
             raise _unavailable() from None
         request.rate_limit_state = state
         if not allowed:
-            RATE_LIMIT_REFUSALS.labels("RATE_LIMIT_EXCEEDED").inc()
-            raise ApiError(status_code=429, code="RATE_LIMIT_EXCEEDED", message="Rate limit exceeded",
-                           headers={"Retry-After": str(state.retry_after), **state.headers()})
+            raise _refused("RATE_LIMIT_EXCEEDED", "Rate limit exceeded", state)
         return True
 
 
@@ -63,9 +67,7 @@ class DailyImageQuotaThrottle(BaseThrottle):
             raise _unavailable() from None
         request.daily_quota_state = state
         if not allowed:
-            RATE_LIMIT_REFUSALS.labels("DAILY_LIMIT_EXCEEDED").inc()
-            raise ApiError(status_code=429, code="DAILY_LIMIT_EXCEEDED", message="Daily limit exceeded",
-                           headers={"Retry-After": str(state.retry_after), **state.headers()})
+            raise _refused("DAILY_LIMIT_EXCEEDED", "Daily limit exceeded", state)
         request.daily_quota_day = day
         return True
 
