@@ -15,9 +15,9 @@ from decimal import Decimal
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
-from psycopg_pool import PoolTimeout
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
+from psycopg_pool import PoolTimeout
 
 from accounts.apikeys import KeySpendCapReached, add_key_spend, remove_key_spend
 from billing import ledger
