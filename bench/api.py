@@ -28,15 +28,16 @@ BACKENDS = {"instant": "bench.instant.InstantBackend", "preview": "preview"}
 
 
 def ensure_database(url):
-    """Create the benchmark's PostgreSQL database when it does not exist yet."""
+    """A fresh PostgreSQL database for the benchmark: numbers never depend on an earlier run's
+    rows, nor on its schema."""
     import dj_database_url
     import psycopg
 
     db = dj_database_url.parse(url)
     with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
                          password=db["PASSWORD"] or None, dbname="postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [db["NAME"]]).fetchone():
-            conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
 
 
 def free_port():
