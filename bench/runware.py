@@ -148,6 +148,9 @@ def measured(call, concurrency, total):
 
 
 def report(label, concurrency, results, failures, standin_ms, wall_s, cpu_ms):
+    if not results:
+        print(f"{label:<24} {concurrency:>5} {len(failures):>8}  every call failed: {failures[0]!r}"[:200])
+        return
     latencies = [ms for _, ms in results]
     overheads = [ms - standin_ms.get(key, 0.0) for key, ms in results]
     print(f"{label:<24} {concurrency:>5} {len(results) + len(failures):>8} {len(results) / wall_s:>6.0f} "
@@ -225,6 +228,7 @@ def main():
 def bench_pipeline(levels, total, standin_ms):
     """POST /api/generate through Django's test client, tasks eager in-process."""
     from django.core.management import call_command
+    from django.db import connection
     from django.test import Client
     from django.test.utils import setup_test_environment
 
@@ -246,9 +250,14 @@ def bench_pipeline(levels, total, standin_ms):
         client = getattr(local, "client", None) or Client()
         local.client = client
         request_id = f"bench-runware-{uuid.uuid4()}"
-        response = client.post("/api/generate", data={"prompt": "anime girl with blue hair", "allowNSFW": False},
-                               content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}",
-                               HTTP_X_REQUEST_ID=request_id)
+        try:
+            response = client.post("/api/generate", data={"prompt": "anime girl with blue hair", "allowNSFW": False},
+                                   content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}",
+                                   HTTP_X_REQUEST_ID=request_id)
+        finally:
+            # What a real server does at the end of each request (the test client does not):
+            # hand the thread's connection back to the pool.
+            connection.close()
         if response.status_code != 200:
             raise RuntimeError(f"{response.status_code} {response.content[:200]!r}")
         return request_id
