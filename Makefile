@@ -11,7 +11,7 @@ PRODCHECK_REDIS_URL ?= redis://127.0.0.1:6379/9
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/animeapi_bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/10
 
-.PHONY: help install run worker migrate test prod-check bench services chromium clean
+.PHONY: help install install-test run worker migrate test prod-check bench services chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -19,11 +19,18 @@ help:  ## list the targets
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e .
+	touch $@
+
+# The tests also run the GPU backend (on a tiny model, on the CPU) and the image classifier.
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q torch==2.13.0  # a CPU build from this machine's disk; other pins download GBs
 	$(PY) -m pip install -q -c constraints.txt -e '.[test,gpu,safety]'
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv and install the project with its test tools
+install: $(VENV)/.installed  ## create .venv and install the project (what `make run` needs)
+
+install-test: $(VENV)/.installed-test  ## install the test tools and the [gpu] and [safety] extras too
 
 migrate: install  ## apply database migrations
 	$(PY) manage.py migrate --noinput
@@ -46,13 +53,13 @@ services:  ## start PostgreSQL and Redis if they are down (CI machines)
 chromium:  ## install Debian's Chromium for the browser tests (never `playwright install`)
 	@test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 
-test: install services chromium  ## run the whole test suite against real PostgreSQL and Redis
+test: install-test services chromium  ## run the whole test suite against real PostgreSQL and Redis
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 prod-check: install services  ## production settings on this machine: check --deploy, gunicorn + Celery workers + beat, an HTTP smoke test
 	PYTHON=$(PY) PRODCHECK_DATABASE_URL=$(PRODCHECK_DATABASE_URL) PRODCHECK_REDIS_URL=$(PRODCHECK_REDIS_URL) bash scripts/prod_check.sh
 
-bench: install services  ## print the benchmark tables (bench/)
+bench: install-test services  ## print the benchmark tables (bench/)
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) bench/run.py
 
 clean:  ## remove the virtualenv and local data
