@@ -4,6 +4,7 @@ driven through POST /api/generate like any other backend."""
 
 import importlib
 import os
+import re
 import time
 from decimal import Decimal
 from http import HTTPStatus
@@ -221,7 +222,9 @@ def test_the_deadline_stops_the_run_between_steps(use_diffusers, pipeline_calls)
         backend.generate(request, deadline=time.monotonic() + 0.05)
 
     assert failure.value.provider_code == "timeout"
-    assert "after step 1 of 20" in failure.value.detail
+    # Stopped between steps, well before the 20th (how many fit in 50 ms depends on the machine).
+    stopped_after = int(re.search(r"after step (\d+) of 20", failure.value.detail).group(1))
+    assert 1 <= stopped_after < 20
     assert time.monotonic() - started < 10  # not the 20 steps and the VAE decode
     with pytest.raises(BackendError) as late:
         backend.generate(request, deadline=time.monotonic() - 1)
