@@ -88,4 +88,8 @@ def readyz(request):
             log.warning("readiness check %s failed: %s", name, exc)
             results[name] = "failing"
             ready = False
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
+    response = JsonResponse({"status": "ok" if ready else "unavailable", "checks": results}, status=200 if ready else 503)
+    # Not ready is a state (a node starting, a worker restarting), already logged above with its
+    # reason at WARNING: keep Django from logging every probe's 503 as an ERROR.
+    response._has_been_logged = True
+    return response
