@@ -7,7 +7,8 @@
 # scripts/smoke_test.py over HTTP. Whatever happens, every process it started is stopped.
 #
 # PRODCHECK_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/animeapi_ops_prodcheck; the
-# database is dropped and created again) and PRODCHECK_REDIS_URL (default redis://127.0.0.1:6379/9)
+# database is dropped and created again) and PRODCHECK_REDIS_URL (default redis://127.0.0.1:6379/9,
+# flushed)
 # choose the services; PRODCHECK_GENERATION_BACKEND the backend (default preview); PYTHON the
 # interpreter (default .venv/bin/python).
 set -euo pipefail
@@ -70,7 +71,7 @@ unset PUBLIC_BASE_URL AWS_STORAGE_BUCKET_NAME
 PORT=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export BIND="127.0.0.1:$PORT"
 
-step "fresh database $("$PYTHON" -c 'import os, dj_database_url; print(dj_database_url.parse(os.environ["DATABASE_URL"])["NAME"])')"
+step "fresh database and Redis db: $("$PYTHON" -c 'import os, dj_database_url; print(dj_database_url.parse(os.environ["DATABASE_URL"])["NAME"])')"
 "$PYTHON" - <<'EOF'
 import os
 
@@ -82,6 +83,12 @@ with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, us
                      password=db["PASSWORD"] or None, dbname="postgres", autocommit=True) as conn:
     conn.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
     conn.execute(f'CREATE DATABASE "{db["NAME"]}"')
+
+# The Redis database is the check's own too: counters keyed by row ids from an earlier run's
+# database (rate-limit buckets, quotas) would otherwise meet the new rows that reuse those ids.
+import redis
+
+redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
 EOF
 "$PYTHON" manage.py migrate --noinput -v 0
 "$PYTHON" manage.py collectstatic --noinput -v 0
