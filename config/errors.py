@@ -4,6 +4,7 @@ request_id, retryable and doc_url (added fields only)."""
 import logging
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -36,7 +37,10 @@ def with_details(body: dict, request) -> dict:
     """Beyond the reference's {"error", "code"}: the request id to quote to support, whether to
     retry, and the docs section for the code."""
     code = body.get("code", "")
-    base = settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
+    try:
+        base = settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
+    except DisallowedHost:  # the very error being answered may be a bad Host header
+        base = ""
     return {**body, "request_id": getattr(request, "request_id", ""), "retryable": code in RETRYABLE_CODES,
             "doc_url": f"{base}/docs/#error-{code}"}
 

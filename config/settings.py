@@ -230,6 +230,9 @@ PUBLIC_BASE_URL = env("PUBLIC_BASE_URL").rstrip("/")
 SERVE_MEDIA = envbool("SERVE_MEDIA", not PRODUCTION)
 
 REDIS_URL = env("REDIS_URL")
+if PRODUCTION and not REDIS_URL:
+    # Without it limits would be per process (multiplied by the workers) and there is no broker.
+    raise ImproperlyConfigured("REDIS_URL is required in production")
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -168,7 +168,9 @@ class GenerateView(ErrorDetailsMixin, APIView):
         params = parse_generate_request(request)
         key = request.headers.get("Idempotency-Key")
         if key is not None:
-            key = idempotency.validate_key(key)
+            # Test and live keys of one user never share answers.
+            mode = "test" if request.auth is not None and request.auth.is_test else "live"
+            key = f"{mode}:{idempotency.validate_key(key)}"
             stored = idempotency.begin(user=request.user, key=key,
                                        fingerprint=idempotency.request_fingerprint(request.data))
             if stored is not None:
@@ -185,8 +187,12 @@ class GenerateView(ErrorDetailsMixin, APIView):
             if key is not None:
                 idempotency.abandon(user=request.user, key=key)
             raise
-        # An accepted async job keeps its unit; the worker gives it back if the job fails.
-        request.image_delivered = status in (200, 202)
+        if params.is_async:
+            # An accepted job keeps its unit: whoever fails it later gives it back, as
+            # fail_generation already did for one that failed on submission (5xx).
+            request.image_delivered = status == 202 or status >= 500
+        else:
+            request.image_delivered = status == 200
         if key is not None:
             idempotency.finish(user=request.user, key=key, status_code=status, body=body)
         headers = {"Location": body["status_url"]} if status == 202 else None

@@ -13,6 +13,11 @@ ORIENTATIONS = {
 }
 
 
+def charge_reference(generation_id) -> str:
+    """The ledger reference of a generation's charge (its refund is "refund:" + this)."""
+    return f"generation:{generation_id}"
+
+
 class Generation(models.Model):
     """One attempt at an image: every request that got past validation leaves one."""
 
@@ -78,14 +83,14 @@ class Generation(models.Model):
 
     @property
     def charge_reference(self):
-        return f"generation:{self.id}"
+        return charge_reference(self.id)
 
 
 class IdempotencyRecord(models.Model):
     """The first answer to an Idempotency-Key, replayed for retries within 24 hours (as Stripe does)."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE)
-    key = models.CharField(max_length=255)
+    key = models.CharField(max_length=300, help_text="The client's key, prefixed with test: or live:")
     request_hash = models.CharField(max_length=64, help_text="SHA-256 of method, path and body")
     status_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Empty while in progress")
     response_body = models.JSONField(null=True, blank=True)

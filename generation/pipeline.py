@@ -15,7 +15,7 @@ from decimal import Decimal
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from psycopg_pool import PoolTimeout
 
@@ -27,7 +27,7 @@ from config.metrics import GENERATION_SECONDS, REFUNDS
 from . import enhance, images, limits, safety, xmp
 from .backends import get_backend
 from .backends.base import BackendError, ImageRequest
-from .models import ORIENTATIONS, Generation
+from .models import ORIENTATIONS, Generation, charge_reference
 
 log = logging.getLogger(__name__)
 Status = Generation.Status
@@ -126,7 +126,7 @@ def fail_generation(*, generation_id, code: str, detail: str = "", **fields) -> 
                 finished_at=timezone.now(), **fields,
             )
             if failed:
-                charge = LedgerEntry.objects.filter(reference=f"generation:{generation_id}").first()
+                charge = LedgerEntry.objects.filter(reference=charge_reference(generation_id)).first()
                 if charge is not None:
                     ledger.refund(charge=charge, memo=f"Generation failed: {code}")
                     row = Generation.objects.values("api_key_id", "created_at").get(pk=generation_id)
@@ -355,7 +355,12 @@ def generate_and_wait(*, user, api_key, params: GenerationParams, request_id: st
         fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="no outcome recorded")
         on_a_live_connection(generation.refresh_from_db)
     generation.total_ms = _ms_since(started)
-    on_a_live_connection(lambda: Generation.objects.filter(pk=generation.pk).update(total_ms=generation.total_ms))
+    try:
+        on_a_live_connection(lambda: Generation.objects.filter(pk=generation.pk).update(total_ms=generation.total_ms))
+    except DatabaseError:
+        # A timing, not money: the image and its charge stand, and the answer must go out (a
+        # 503 here would invite a retry that charges again).
+        log.warning("could not record total_ms of %s", generation.pk)
     _observe(generation)
     return generation
 

@@ -20,11 +20,13 @@ def run_generation_task(generation_id: str, deadline_at: float) -> dict:
 
 @shared_task(
     name="generation.tasks.deliver_webhook", bind=True, acks_late=True,
-    autoretry_for=(webhooks.WebhookDeliveryFailed,), retry_backoff=10, retry_backoff_max=3600,
-    retry_jitter=True, max_retries=8,
+    # Backoff capped below the broker's visibility timeout (600 s): a retry waiting longer in a
+    # worker would be handed to a second one and delivered twice.
+    autoretry_for=(webhooks.WebhookDeliveryFailed,), retry_backoff=10, retry_backoff_max=540,
+    retry_jitter=True, max_retries=12,
 )
 def deliver_webhook_task(self, generation_id: str) -> None:
-    """Tell the user's webhook_url that an async generation finished; retried for ~6 hours."""
+    """Tell the user's webhook_url that an async generation finished; retried for about an hour."""
     generation = Generation.objects.select_related("user").filter(pk=generation_id).first()
     if generation is None or not generation.webhook_url or generation.webhook_delivered_at:
         return

@@ -1,5 +1,6 @@
 """The dashboard's playground and usage history pages."""
 
+import dataclasses
 import datetime
 
 from django.conf import settings
@@ -71,7 +72,8 @@ class PlaygroundGenerateView(PlaygroundFragmentMixin, GenerateView):
     template_name = "playground/page.html#result"
 
     def post(self, request):
-        params = parse_generate_request(request)
+        # The playground always waits for its image (a Prefer: respond-async header changes nothing).
+        params = dataclasses.replace(parse_generate_request(request), is_async=False, webhook_url="")
         generation = pipeline.generate_and_wait(
             user=request.user, api_key=None, params=params, request_id=request.request_id
         )

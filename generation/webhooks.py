@@ -13,7 +13,7 @@ import json
 import logging
 import socket
 import time
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from django.conf import settings
@@ -41,8 +41,10 @@ def sign(payload: bytes, *, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def check_url(url: str) -> None:
-    """Raise UnsafeWebhookUrl unless `url` is an http(s) URL on public addresses only."""
+def check_url(url: str) -> str:
+    """The address to connect to, or UnsafeWebhookUrl unless `url` is an http(s) URL whose host
+    resolves to public addresses only. Delivery connects to this very address, so a second DNS
+    answer (rebinding to an internal one) is never used."""
     parts = urlsplit(url)
     allow_private = settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS
     if parts.scheme not in ("https",) + (("http",) if allow_private or settings.DEBUG else ()):
@@ -50,15 +52,28 @@ def check_url(url: str) -> None:
     if not parts.hostname or parts.username or parts.password:
         raise UnsafeWebhookUrl("webhook_url must name a host, without credentials")
     try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise UnsafeWebhookUrl("webhook_url has an invalid port") from None
+    try:
+        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
         raise UnsafeWebhookUrl("webhook_url's host does not resolve") from None
-    if allow_private:
-        return
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not address.is_global or address.is_multicast:
-            raise UnsafeWebhookUrl("webhook_url must resolve to public addresses only")
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    if not allow_private and any(not address.is_global or address.is_multicast for address in addresses):
+        raise UnsafeWebhookUrl("webhook_url must resolve to public addresses only")
+    return str(addresses[0])
+
+
+def _pinned(url: str, address: str) -> tuple[str, dict, dict]:
+    """The URL with its host replaced by the checked address, plus the Host header and TLS name
+    that keep the request (and certificate check) about the original host."""
+    parts = urlsplit(url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    headers = {"Host": parts.netloc}
+    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
+    return urlunsplit(parts._replace(netloc=netloc)), headers, extensions
 
 
 def deliver(*, generation: Generation, payload: dict) -> None:
@@ -71,9 +86,9 @@ def deliver(*, generation: Generation, payload: dict) -> None:
     }
     Generation.objects.filter(pk=generation.pk).update(webhook_attempts=F("webhook_attempts") + 1)
     try:
-        check_url(generation.webhook_url)
-        response = httpx.post(generation.webhook_url, content=body, headers=headers, timeout=TIMEOUT,
-                              follow_redirects=False)
+        url, host_header, extensions = _pinned(generation.webhook_url, check_url(generation.webhook_url))
+        with httpx.Client(timeout=TIMEOUT, follow_redirects=False) as client:
+            response = client.post(url, content=body, headers={**headers, **host_header}, extensions=extensions)
     except UnsafeWebhookUrl as exc:
         log.warning("webhook for %s not sent: %s", generation.pk, exc)
         return  # not retried: it will not become safe by waiting

@@ -151,6 +151,7 @@ def test_webhook_is_signed_and_retried_until_delivered(client, alice, alice_key,
     ({"prompt": "a", "async": True, "webhook_url": "https://127.0.0.1/hook"}, "public addresses"),
     ({"prompt": "a", "async": True, "webhook_url": "https://10.1.2.3/hook"}, "public addresses"),
     ({"prompt": "a", "async": True, "webhook_url": "https://[::1]/hook"}, "public addresses"),
+    ({"prompt": "a", "async": True, "webhook_url": "https://example.com:99999/hook"}, "invalid port"),
     ({"prompt": "a", "async": "yes"}, "async must be a boolean"),
 ])
 def test_unsafe_or_misused_webhooks_are_refused_before_charging(client, alice, alice_key, body, message, settings):
@@ -195,3 +196,14 @@ def test_async_job_on_a_real_worker_calls_the_webhook(celery_worker, receiver):
     assert json.loads(body)["data"]["status"] == "succeeded"
     status = Client().get(response.json()["status_url"], HTTP_AUTHORIZATION=f"Bearer {key}").json()
     assert status["status"] == "succeeded"
+
+
+def test_delivery_connects_to_the_checked_address_with_the_original_host():
+    from generation.webhooks import _pinned
+
+    url, headers, extensions = _pinned("https://hooks.example.com:8443/animeapi?x=1", "203.0.113.7")
+    assert url == "https://203.0.113.7:8443/animeapi?x=1"
+    assert headers == {"Host": "hooks.example.com:8443"}
+    assert extensions == {"sni_hostname": "hooks.example.com"}  # TLS still verifies the real name
+    url, _, _ = _pinned("https://hooks.example.com/h", "2001:db8::1")
+    assert url == "https://[2001:db8::1]/h"

@@ -206,3 +206,21 @@ def test_pricing_shows_price_limits_and_what_is_left(client, alice_key):
     assert body["remaining"]["balance_usd"] == pytest.approx(0.991)
     assert body["remaining"]["images_affordable"] == 110
     assert body["orientations"]["portrait"] == {"width": 832, "height": 1280}
+
+
+@pytest.mark.django_db
+def test_test_and_live_keys_never_share_idempotent_answers(client, alice, alice_key):
+    _, test_key = create_api_key(user=alice, test=True)
+    free = generate(client, test_key, {"prompt": "a fox"}, HTTP_IDEMPOTENCY_KEY="deploy-42").json()
+    paid = generate(client, alice_key, {"prompt": "a fox"}, HTTP_IDEMPOTENCY_KEY="deploy-42")
+    assert "Idempotent-Replayed" not in paid
+    assert free["cost_usd"] == 0 and paid.json()["cost_usd"] == pytest.approx(0.009)
+    assert Generation.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_a_bad_host_header_still_gets_a_json_error(alice_key):
+    response = Client(raise_request_exception=False).post(
+        "/api/generate", data="{}", content_type="application/json", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response.json()["code"] == "INVALID_REQUEST" and response.json()["doc_url"] == "/docs/#error-INVALID_REQUEST"

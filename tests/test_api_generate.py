@@ -335,7 +335,7 @@ def test_idempotency_key_with_another_body_is_422(client, alice, alice_key):
 def test_idempotency_key_still_in_progress_is_409(client, alice, alice_key):
     from generation.idempotency import request_fingerprint
 
-    IdempotencyRecord.objects.create(user=alice, key="order-3", request_hash=request_fingerprint({"prompt": "a fox"}))
+    IdempotencyRecord.objects.create(user=alice, key="live:order-3", request_hash=request_fingerprint({"prompt": "a fox"}))
     response = generate(client, alice_key, {"prompt": "a fox"}, HTTP_IDEMPOTENCY_KEY="order-3")
     assert response.status_code == 409
     assert response.json()["code"] == "IDEMPOTENCY_IN_PROGRESS"

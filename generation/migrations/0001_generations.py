@@ -64,7 +64,7 @@ class Migration(migrations.Migration):
             name='IdempotencyRecord',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
+                ('key', models.CharField(help_text='The client\'s key, prefixed with test: or live:', max_length=300)),
                 ('request_hash', models.CharField(help_text='SHA-256 of method, path and body', max_length=64)),
                 ('status_code', models.PositiveSmallIntegerField(blank=True, help_text='Empty while in progress', null=True)),
                 ('response_body', models.JSONField(blank=True, null=True)),
