@@ -17,7 +17,6 @@ import multiprocessing
 import os
 import random
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,18 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.api import free_port, percentile  # noqa: E402 (needs the repository on sys.path)
+
 PORTRAIT = (832, 1280)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def percentile(values, pct):
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
 def sample_webp():
