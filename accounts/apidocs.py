@@ -38,6 +38,10 @@ ERROR_CODES = [
               "Remove it or fix its spelling: allowNSFW, not allowNsfw."),
     ErrorCode(400, "INVALID_IDEMPOTENCY_KEY", "The Idempotency-Key header is empty or longer than 255 characters.",
               "Send a unique string per operation, such as a UUID."),
+    ErrorCode(400, "CONTENT_POLICY_VIOLATION",
+              "The prompt (or what the enhancer made of it) pairs a minor with sexual or nude content. "
+              "This is refused whatever allowNSFW and enhance say, in every language, and recorded.",
+              "Nothing was charged. Do not retry: sexual content involving minors is never generated."),
     ErrorCode(401, "INVALID_KEY", "The Authorization header is missing, malformed, or names an unknown or revoked key.",
               "Send Authorization: Bearer ank_… with a live key from the API keys page."),
     ErrorCode(402, "INSUFFICIENT_BALANCE", "Your balance does not cover the price of an image.",

@@ -13,6 +13,7 @@ from config.errors import ApiError, ErrorDetailsMixin
 from config.metrics import API_RESPONSES
 
 from . import idempotency, limits, pipeline, webhooks
+from .safety import policy
 from .models import ORIENTATIONS, Generation
 from .resources import answer_for, generation_resource, pricing_for
 from .throttles import DailyImageQuotaThrottle, FreeEndpointThrottle, PerKeyRateThrottle
@@ -116,6 +117,8 @@ def parse_generate_request(request) -> pipeline.GenerationParams:
             message = "prompt is required"
         raise ApiError(status_code=400, code=FIELD_CODES[field], message=message)
     values = serializer.validated_data
+    # Whatever the flags: refused before anything is charged (the daily unit goes back, as for any 400).
+    policy.enforce_and_record(values["prompt"], user=request.user, api_key=request.auth, endpoint=request.path)
     is_async = values["is_async"] or "respond-async" in request.headers.get("Prefer", "")
     if values["webhook_url"]:
         if not is_async:
@@ -152,7 +155,7 @@ class GenerateView(ErrorDetailsMixin, APIView):
             202: OpenApiResponse(inline_serializer("GenerationAccepted", {
                 "id": serializers.UUIDField(), "status": serializers.CharField(), "status_url": serializers.URLField(),
             }), description="Accepted for async generation: poll status_url or wait for webhook_url"),
-            400: OpenApiResponse(ErrorOutput, description="Invalid request"),
+            400: OpenApiResponse(ErrorOutput, description="Invalid request, or CONTENT_POLICY_VIOLATION"),
             401: OpenApiResponse(ErrorOutput, description="Invalid or missing API key"),
             402: OpenApiResponse(ErrorOutput, description="Insufficient balance"),
             409: OpenApiResponse(ErrorOutput, description="Same Idempotency-Key still in progress"),

@@ -101,3 +101,28 @@ class IdempotencyRecord(models.Model):
             # One record per key and user: the insert is the lock that makes retries safe.
             models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key_unique"),
         ]
+
+
+class ContentPolicyRefusal(models.Model):
+    """One prompt refused by the content policy: who, where and which terms, for the admins.
+
+    The prompt itself is not kept (only its length and a hash, to see the same prompt retried).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    endpoint = models.CharField(max_length=40, help_text="generate, playground, enhance, or worker (the enhanced prompt)")
+    minor_term = models.CharField(max_length=100)
+    sexual_term = models.CharField(max_length=100)
+    prompt_sha256 = models.CharField(max_length=64)
+    prompt_length = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            # The admin counts a user's refusals, newest first.
+            models.Index(fields=["user", "-created_at"], name="policy_refusal_user_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id} {self.minor_term}+{self.sexual_term}"

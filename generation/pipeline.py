@@ -28,6 +28,7 @@ from . import enhance, images, limits, safety, xmp
 from .backends import get_backend
 from .backends.base import BackendError, ImageRequest
 from .models import ORIENTATIONS, Generation, charge_reference
+from .safety import policy
 
 log = logging.getLogger(__name__)
 Status = Generation.Status
@@ -203,12 +204,7 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
     deadline = time.monotonic() + (deadline_at - time.time())
     outcome = {"queue_ms": _ms(generation.started_at - generation.created_at)}
     try:
-        if generation.enhance:
-            enhanced = enhance.enhance_prompt(generation.prompt, allow_nsfw=generation.allow_nsfw)
-            outcome["enhanced_prompt"], outcome["negative_prompt"] = enhanced.prompt, enhanced.negative_prompt
-        else:
-            outcome["enhanced_prompt"] = generation.prompt
-            outcome["negative_prompt"] = enhance.negative_prompt(allow_nsfw=generation.allow_nsfw)
+        outcome["enhanced_prompt"], outcome["negative_prompt"] = _backend_prompts(generation)
         request = ImageRequest(
             prompt=outcome["enhanced_prompt"], negative_prompt=outcome["negative_prompt"],
             width=generation.width, height=generation.height, allow_nsfw=generation.allow_nsfw,
@@ -253,6 +249,19 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
     return outcome
 
 
+def _backend_prompts(generation: Generation) -> tuple[str, str]:
+    """The positive and negative prompts the backend gets. The content policy checked the user's
+    prompt at the door; here it checks what the enhancer made of it (an LLM may add anything)."""
+    if generation.enhance:
+        enhanced = enhance.enhance_prompt(generation.prompt, allow_nsfw=generation.allow_nsfw)
+        return (policy.checked_enhancement(prompt=generation.prompt, enhanced=enhanced.prompt),
+                enhanced.negative_prompt)
+    policy.enforce(generation.prompt)
+    # allowNSFW: false is a promise even for a prompt sent as written.
+    prompt = generation.prompt if generation.allow_nsfw else policy.without_sexual_terms(generation.prompt)
+    return prompt, enhance.negative_prompt(allow_nsfw=generation.allow_nsfw)
+
+
 def _generation_xmp(generation: Generation, outcome: dict, image) -> bytes:
     """The parameters that made the image, so the file itself says how to make it again."""
     return xmp.build_xmp({
@@ -276,6 +285,11 @@ def _failure(exc: Exception, generation_id) -> tuple[str, str]:
         return "GENERATION_FAILED", "timed out: the task's time limit interrupted the backend"
     if isinstance(exc, NsfwContentBlocked):
         return "NSFW_CONTENT_BLOCKED", "flagged twice"
+    if isinstance(exc, policy.ContentPolicyViolation):
+        generation = Generation.objects.select_related("user", "api_key").get(pk=generation_id)
+        policy.record_refusal(generation.prompt, verdict=exc.verdict, user=generation.user,
+                              api_key=generation.api_key, endpoint="worker")
+        return exc.code, f"the enhanced prompt broke the content policy ({exc.verdict.minor_term} + {exc.verdict.sexual_term})"
     if isinstance(exc, BackendError):
         return "GENERATION_FAILED", exc.detail + (f" [{exc.provider_code}]" if exc.provider_code else "")
     if isinstance(exc, images.InvalidImage):

@@ -8,10 +8,12 @@ from config.errors import error_body
 
 from . import images, limits
 from .models import ORIENTATIONS, Generation
+from .safety import policy
 
 Status = Generation.Status
 
 ERRORS = {
+    policy.REFUSAL_CODE: (400, policy.REFUSAL_MESSAGE),
     "INSUFFICIENT_BALANCE": (402, "Insufficient balance"),
     "KEY_SPEND_CAP_REACHED": (402, "This API key has reached its spend cap"),
     "NSFW_CONTENT_BLOCKED": (422, "The image was flagged as NSFW and withheld; you were not charged"),

@@ -20,6 +20,7 @@ from accounts.pages import owned_or_404, render_page
 from billing import ledger
 
 from . import enhance, history, pipeline
+from .safety import policy
 from .api import MAX_PROMPT_LENGTH, GenerateView, answer_for, parse_generate_request
 from .models import ORIENTATIONS, Generation
 from .throttles import FreeEndpointThrottle
@@ -93,8 +94,14 @@ class PlaygroundEnhanceView(PlaygroundFragmentMixin, APIView):
     def get(self, request):
         body = playground_body(request.query_params)
         prompt = body["prompt"].strip()[:MAX_PROMPT_LENGTH]
+        if policy.check(prompt).violates:
+            return Response({"status": 200, "preview": policy.REFUSAL_MESSAGE, "enhance": body["enhance"]})
         if prompt and body["enhance"]:
-            prompt = enhance.enhance_prompt(prompt, allow_nsfw=body["allowNSFW"]).prompt
+            enhanced = enhance.enhance_prompt(prompt, allow_nsfw=body["allowNSFW"]).prompt
+            try:
+                prompt = policy.checked_enhancement(prompt=prompt, enhanced=enhanced)
+            except policy.ContentPolicyViolation:
+                prompt = policy.REFUSAL_MESSAGE
         return Response({"status": 200, "preview": prompt, "enhance": body["enhance"]})
 
 

@@ -79,7 +79,8 @@ def test_unchecked_boxes_mean_false(client, alice):
     playground(client, prompt="1girl, blue_hair", enhance=None, allowNSFW=None)
     generation = Generation.objects.get(user=alice)
     assert (generation.enhance, generation.allow_nsfw) == (False, False)
-    assert generation.enhanced_prompt == "1girl, blue_hair"
+    # Sent as written, but allowNSFW: false still adds the safe rating (the safe prompt policy).
+    assert generation.enhanced_prompt == "1girl, blue_hair, safe"
 
 
 def test_insufficient_balance_in_words_with_a_top_up_link(client, db):

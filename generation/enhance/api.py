@@ -10,6 +10,7 @@ from config.errors import ApiError
 from generation.api import MAX_PROMPT_LENGTH, ErrorOutput, StrictBooleanField, StrictCharField
 from generation.throttles import FreeEndpointThrottle
 
+from generation.safety import policy
 from . import enhance_prompt
 from .vocabulary import get_vocabulary
 
@@ -65,9 +66,11 @@ class EnhanceView(RateLimitHeadersMixin, APIView):
             raise ApiError(status_code=400, code="INVALID_ALLOW_NSFW",
                            message="allowNSFW must be a boolean (true or false)")
         values = serializer.validated_data
+        policy.enforce_and_record(values["prompt"], user=request.user, api_key=request.auth, endpoint=request.path)
         enhanced = enhance_prompt(values["prompt"], allow_nsfw=values["allowNSFW"])
+        positive = policy.checked_enhancement(prompt=values["prompt"], enhanced=enhanced.prompt)
         return Response(self.OutputSerializer(
-            {"enhanced_prompt": enhanced.prompt, "negative_prompt": enhanced.negative_prompt}).data)
+            {"enhanced_prompt": positive, "negative_prompt": enhanced.negative_prompt}).data)
 
 
 class TagSearchView(RateLimitHeadersMixin, APIView):
