@@ -50,6 +50,8 @@ ERROR_CODES = [
               "Use POST for /api/generate."),
     ErrorCode(409, "IDEMPOTENCY_IN_PROGRESS", "A request with the same Idempotency-Key is still being processed.",
               "Wait for the first request to finish, then retry to get its answer."),
+    ErrorCode(409, "GENERATION_IN_PROGRESS", "DELETE on a generation that is still pending or running.",
+              "Nothing was deleted. Retry once its status is succeeded or failed."),
     ErrorCode(413, "REQUEST_TOO_LARGE", "The body is larger than 64 KiB.",
               "Send a shorter body; a prompt is at most 1000 characters."),
     ErrorCode(422, "NSFW_CONTENT_BLOCKED", "allowNSFW was false and the image was flagged twice, so it was withheld.",

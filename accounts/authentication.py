@@ -23,6 +23,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
+        if "ank_" in request.META.get("QUERY_STRING", "") or "ank%5" in request.META.get("QUERY_STRING", ""):
+            # Never read from a URL: URLs end up in access logs, proxies and browser history.
+            raise ApiError(status_code=401, code="INVALID_KEY",
+                           message="Send the API key in the Authorization header, never in the URL "
+                                   "(consider this key exposed and rotate it)")
         header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, raw_key = header.partition(" ")
         if scheme.lower() != self.keyword.lower() or not raw_key.strip():

@@ -12,6 +12,8 @@ from datetime import datetime
 import stripe
 from django.conf import settings
 
+from config.parsers import MAX_JSON_DEPTH, nesting_depth
+
 # Stripe's own default; a signed event older than this is refused as a possible replay.
 WEBHOOK_TOLERANCE_S = 300
 # Our metadata on every Checkout Session, so sessions made by anything else on the account are not mistaken for ours.
@@ -104,6 +106,8 @@ def verify_webhook(*, payload: bytes, signature: str | None) -> dict:
     """The event Stripe signed, as a dict. Raises InvalidWebhook for anything else."""
     if not settings.STRIPE_WEBHOOK_SECRET:
         raise StripeNotConfigured()
+    if nesting_depth(payload) > MAX_JSON_DEPTH:
+        raise InvalidWebhook("Body is not a Stripe event: JSON nested too deeply", "INVALID_JSON")
     try:
         event = stripe.Webhook.construct_event(
             payload, signature, settings.STRIPE_WEBHOOK_SECRET, tolerance=WEBHOOK_TOLERANCE_S

@@ -30,7 +30,11 @@ def error_body(message, code):
 
 # Codes worth retrying as they are (after Retry-After, where sent); the rest need a change first.
 RETRYABLE_CODES = {"RATE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED", "GENERATION_FAILED", "SERVICE_UNAVAILABLE",
-                   "IDEMPOTENCY_IN_PROGRESS", "INTERNAL_ERROR"}
+                   "IDEMPOTENCY_IN_PROGRESS", "INTERNAL_ERROR", "GENERATION_IN_PROGRESS"}
+
+
+def is_retryable(code: str) -> bool:
+    return code in RETRYABLE_CODES
 
 
 def with_details(body: dict, request) -> dict:
@@ -41,7 +45,7 @@ def with_details(body: dict, request) -> dict:
         base = settings.PUBLIC_BASE_URL or request.build_absolute_uri("/").rstrip("/")
     except DisallowedHost:  # the very error being answered may be a bad Host header
         base = ""
-    return {**body, "request_id": getattr(request, "request_id", ""), "retryable": code in RETRYABLE_CODES,
+    return {**body, "request_id": getattr(request, "request_id", ""), "retryable": is_retryable(code),
             "doc_url": f"{base}/docs/#error-{code}"}
 
 
@@ -102,23 +106,24 @@ def api_exception_handler(exc, context):
     return response
 
 
-def _wants_json(request):
-    return request.path.startswith("/api/") or request.path.startswith("/billing/stripe/")
+def wants_json(request) -> bool:
+    """The API, its OpenAI-compatible surface and the Stripe webhook answer JSON, never HTML."""
+    return request.path.startswith(("/api/", "/v1/", "/billing/stripe/"))
 
 
 def handler404(request, exception=None):
-    if _wants_json(request):
+    if wants_json(request):
         return JsonResponse(with_details(error_body("Not found", "NOT_FOUND"), request), status=404)
     return render(request, "404.html", status=404)
 
 
 def handler500(request):
-    if _wants_json(request):
+    if wants_json(request):
         return JsonResponse(with_details(error_body("Internal server error", "INTERNAL_ERROR"), request), status=500)
     return render(request, "500.html", status=500)
 
 
 def handler400(request, exception=None):
-    if _wants_json(request):
+    if wants_json(request):
         return JsonResponse(with_details(error_body("Bad request", "INVALID_REQUEST"), request), status=400)
     return render(request, "400.html", status=400)

@@ -25,6 +25,10 @@ import os
 import shutil
 import time
 
+from gunicorn import glogging
+
+from config.logging import scrub_secrets
+
 
 def _int(name, default):
     value = os.environ.get(name, "")
@@ -175,3 +179,15 @@ def child_exit(server, worker):
 def on_exit(server):
     if os.environ["PROMETHEUS_MULTIPROC_DIR"] == _metrics_dir_default:
         shutil.rmtree(_metrics_dir_default, ignore_errors=True)
+
+
+class ScrubbingLogger(glogging.Logger):
+    """gunicorn's logger, with any API key in a request line, path or query replaced: a key a
+    client put in a URL must not be written to the access log."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        return {name: scrub_secrets(value) if isinstance(value, str) else value for name, value in atoms.items()}
+
+
+logger_class = ScrubbingLogger

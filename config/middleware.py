@@ -2,7 +2,9 @@ import re
 import uuid
 
 from django.conf import settings
+from django.http import JsonResponse
 
+from config.errors import error_body, wants_json, with_details
 from config.logging import request_id_var
 
 # A client's own request id is kept when it is short and printable; anything else is replaced.
@@ -40,4 +42,37 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if settings.CONTENT_SECURITY_POLICY and response.get("Content-Type", "").startswith("text/html"):
             response.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        return response
+
+
+# What a non-JSON error answer under /api/ or /v1/ becomes (Django's debug pages, its CSRF page,
+# anything a middleware or a plain view answered in HTML).
+JSON_ERRORS = {
+    400: ("Bad request", "INVALID_REQUEST"),
+    403: ("Forbidden", "FORBIDDEN"),
+    404: ("Not found", "NOT_FOUND"),
+    405: ("Method not allowed", "METHOD_NOT_ALLOWED"),
+    413: ("Request body is too large", "REQUEST_TOO_LARGE"),
+    500: ("Internal server error", "INTERNAL_ERROR"),
+}
+
+
+class JsonErrorsForApiMiddleware:
+    """Every error answer of the API is JSON, in every mode: with DEBUG on, Django answers an
+    unknown /api/ path or a crash with its HTML debug page before handler404/500 are asked."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (response.status_code >= 400 and wants_json(request)
+                and not response.get("Content-Type", "").startswith("application/json")):
+            status = response.status_code
+            message, code = JSON_ERRORS.get(status, JSON_ERRORS[500 if status >= 500 else 400])
+            replacement = JsonResponse(with_details(error_body(message, code), request), status=status)
+            for header in ("Allow", "Retry-After"):
+                if header in response:
+                    replacement[header] = response[header]
+            return replacement
         return response

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import ledger
-from config.errors import ApiError, ErrorDetailsMixin
+from config.errors import ApiError, ErrorDetailsMixin, is_retryable
 from config.metrics import API_RESPONSES
 
 from . import idempotency, limits, pipeline, webhooks
@@ -84,6 +84,21 @@ ErrorOutput = inline_serializer("Error", {
     "retryable": serializers.BooleanField(), "doc_url": serializers.URLField(),
 })
 
+# What any endpoint behind an API key can answer, whatever it does.
+COMMON_ERRORS = {
+    401: "Invalid, missing, expired or revoked API key",
+    403: "The key's IP allow-list does not include this address",
+    429: "Rate limit exceeded",
+    503: "Temporarily unavailable (retry after Retry-After)",
+}
+
+
+def error_responses(errors: dict[int, str]) -> dict:
+    """OpenAPI responses for an operation's own errors plus COMMON_ERRORS, all in the error shape."""
+    merged = {**COMMON_ERRORS, **errors}
+    return {status: OpenApiResponse(ErrorOutput, description=merged[status]) for status in sorted(merged)}
+
+
 FIELD_CODES = {"prompt": "INVALID_PROMPT", "orientation": "INVALID_ORIENTATION",
                "allowNSFW": "INVALID_ALLOW_NSFW", "enhance": "INVALID_ENHANCE", "async": "INVALID_ASYNC",
                "webhook_url": "INVALID_WEBHOOK_URL", "seed": "INVALID_SEED"}
@@ -155,15 +170,15 @@ class GenerateView(ErrorDetailsMixin, APIView):
             202: OpenApiResponse(inline_serializer("GenerationAccepted", {
                 "id": serializers.UUIDField(), "status": serializers.CharField(), "status_url": serializers.URLField(),
             }), description="Accepted for async generation: poll status_url or wait for webhook_url"),
-            400: OpenApiResponse(ErrorOutput, description="Invalid request, or CONTENT_POLICY_VIOLATION"),
-            401: OpenApiResponse(ErrorOutput, description="Invalid or missing API key"),
-            402: OpenApiResponse(ErrorOutput, description="Insufficient balance"),
-            409: OpenApiResponse(ErrorOutput, description="Same Idempotency-Key still in progress"),
-            413: OpenApiResponse(ErrorOutput, description="Body over 64 KiB"),
-            422: OpenApiResponse(ErrorOutput, description="NSFW image withheld, or Idempotency-Key reused"),
-            429: OpenApiResponse(ErrorOutput, description="Rate limit exceeded or daily limit reached"),
-            500: OpenApiResponse(ErrorOutput, description="Image generation failed (refunded)"),
-            503: OpenApiResponse(ErrorOutput, description="Temporarily unavailable"),
+            **error_responses({
+                400: "Invalid request, or CONTENT_POLICY_VIOLATION",
+                402: "Insufficient balance",
+                409: "Same Idempotency-Key still in progress",
+                413: "Body over 64 KiB",
+                422: "NSFW image withheld, or Idempotency-Key reused",
+                429: "Rate limit exceeded or daily limit reached",
+                500: "Image generation failed (refunded)",
+            }),
         },
         examples=[OpenApiExample("minimal", value={"prompt": "anime girl with blue hair"}, request_only=True)],
     )
@@ -197,7 +212,12 @@ class GenerateView(ErrorDetailsMixin, APIView):
         else:
             request.image_delivered = status == 200
         if key is not None:
-            idempotency.finish(user=request.user, key=key, status_code=status, body=body)
+            if status >= 400 and is_retryable(body.get("code", "")):
+                # An answer that says "retry" must not be replayed to the retry: it runs afresh
+                # (a failed generation was refunded, so it is charged once in the end).
+                idempotency.abandon(user=request.user, key=key)
+            else:
+                idempotency.finish(user=request.user, key=key, status_code=status, body=body)
         headers = {"Location": body["status_url"]} if status == 202 else None
         return Response(body, status=status, headers=headers)
 
@@ -257,7 +277,9 @@ class GenerationListView(ErrorDetailsMixin, APIView):
 
     throttle_classes = [FreeEndpointThrottle]
 
-    @extend_schema(operation_id="list_generations", responses={200: OpenApiResponse(description="A page of generations")})
+    @extend_schema(operation_id="list_generations", responses={
+        200: OpenApiResponse(description="A page of generations"),
+        **error_responses({404: "Invalid cursor"})})
     def get(self, request):
         paginator = GenerationPagination()
         page = paginator.paginate_queryset(Generation.objects.filter(user=request.user), request, view=self)
@@ -278,15 +300,22 @@ class GenerationDetailView(ErrorDetailsMixin, APIView):
         return generation
 
     @extend_schema(operation_id="get_generation", responses={
-        200: OpenApiResponse(description="The generation"), 404: OpenApiResponse(ErrorOutput, description="Not yours or no such id")})
+        200: OpenApiResponse(description="The generation"), **error_responses({404: "Not yours or no such id"})})
     def get(self, request, generation_id):
         return Response(generation_resource(self._own(request, generation_id), request=request))
 
     @extend_schema(operation_id="delete_generation_image", responses={
         200: OpenApiResponse(description="The generation, image_url now null"),
-        404: OpenApiResponse(ErrorOutput, description="Not yours or no such id")})
+        **error_responses({404: "Not yours or no such id",
+                           409: "Still pending or running: delete it once it has finished"})})
     def delete(self, request, generation_id):
-        generation = pipeline.delete_generation_image(generation=self._own(request, generation_id))
+        try:
+            generation = pipeline.delete_generation_image(generation=self._own(request, generation_id))
+        except pipeline.GenerationStillRunning:
+            raise ApiError(status_code=409, code="GENERATION_IN_PROGRESS",
+                           message="This generation has not finished yet; nothing was deleted. "
+                                   "Delete it once its status is succeeded or failed.",
+                           headers={"Retry-After": "2"}) from None
         return Response(generation_resource(generation, request=request))
 
 
@@ -295,6 +324,7 @@ class PricingView(ErrorDetailsMixin, APIView):
 
     throttle_classes = [FreeEndpointThrottle]
 
-    @extend_schema(operation_id="pricing", responses={200: OpenApiResponse(description="Price, limits, remaining quota")})
+    @extend_schema(operation_id="pricing", responses={
+        200: OpenApiResponse(description="Price, limits, remaining quota"), **error_responses({})})
     def get(self, request):
         return Response(pricing_for(user=request.user, api_key=request.auth))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -19,6 +20,18 @@ PAGE_SIZE = 25
 CHART_DAYS = 30  # shown when no date range is chosen
 MAX_CHART_DAYS = 366
 PLAYGROUND = "playground"  # the key filter's value for rows made in the dashboard (no key)
+# Dates outside these are refused on the form: a day after 9999-12-31 or before 0001-01-01 cannot
+# be computed, and the range arithmetic below adds and subtracts days.
+FIRST_DAY = datetime.date(2000, 1, 1)
+LAST_DAY = datetime.date(2999, 12, 31)
+DATE_RANGE_MESSAGE = f"Choose a date between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}."
+
+
+def _history_date(label: str) -> forms.DateField:
+    return forms.DateField(
+        required=False, label=label, widget=forms.DateInput(attrs={"type": "date"}),
+        validators=[MinValueValidator(FIRST_DAY, DATE_RANGE_MESSAGE), MaxValueValidator(LAST_DAY, DATE_RANGE_MESSAGE)],
+    )
 
 
 def _utc_midnight(day: datetime.date) -> datetime.datetime:
@@ -30,8 +43,8 @@ def today_utc() -> datetime.date:
 
 
 class HistoryFilterForm(forms.Form):
-    start = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    start = _history_date("From")
+    end = _history_date("To")
     status = forms.ChoiceField(required=False, choices=[("", "Any status"), *Generation.Status.choices])
     orientation = forms.ChoiceField(
         required=False, choices=[("", "Any orientation"), *Generation.Orientation.choices]
@@ -90,7 +103,7 @@ class DayTotal:
 def chart_range(*, start=None, end=None, **_) -> tuple[datetime.date, datetime.date]:
     """The days the chart covers: the filter's range, else the last CHART_DAYS; at most a year."""
     end = end or today_utc()
-    start = start or end - datetime.timedelta(days=CHART_DAYS - 1)
+    start = min(start, end) if start else end - datetime.timedelta(days=CHART_DAYS - 1)  # a start after today
     return max(start, end - datetime.timedelta(days=MAX_CHART_DAYS - 1)), end
 
 

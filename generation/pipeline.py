@@ -298,8 +298,15 @@ def _failure(exc: Exception, generation_id) -> tuple[str, str]:
     return "GENERATION_FAILED", f"{type(exc).__name__}: {exc}"
 
 
+class GenerationStillRunning(Exception):
+    """An unfinished generation's image cannot be deleted yet: it does not exist, and would
+    appear after the deletion was answered."""
+
+
 def delete_generation_image(*, generation: Generation) -> Generation:
     """Remove the image from storage and blank its URL; the record and its charge stay."""
+    if generation.status in (Status.PENDING, Status.RUNNING):
+        raise GenerationStillRunning()
     if generation.image:
         images.delete_image(generation.image)
         Generation.objects.filter(pk=generation.pk).update(image="", image_deleted_at=timezone.now())

@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import socket
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -41,10 +42,27 @@ def sign(payload: bytes, *, secret: str, timestamp: int) -> str:
     return f"t={timestamp},v1={mac}"
 
 
+# IPv6 ranges that carry an IPv4 address inside (NAT64, 6to4, Teredo, IPv4-mapped and -compatible,
+# SIIT): through a gateway they reach that IPv4 address, which may be a private one.
+EMBEDDED_IPV4_NETWORKS = tuple(ipaddress.ip_network(net) for net in (
+    "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32", "::ffff:0:0/96", "::/96", "::ffff:0:0:0/96",
+))
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+
+def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if address.version == 6 and any(address in network for network in EMBEDDED_IPV4_NETWORKS):
+        return False
+    return address.is_global and not address.is_multicast
+
+
 def check_url(url: str) -> str:
-    """The address to connect to, or UnsafeWebhookUrl unless `url` is an http(s) URL whose host
-    resolves to public addresses only. Delivery connects to this very address, so a second DNS
-    answer (rebinding to an internal one) is never used."""
+    """The address to connect to, or UnsafeWebhookUrl unless `url` is an http(s) URL on an allowed
+    port whose host resolves to public addresses only. Delivery connects to this very address, so
+    a second DNS answer (rebinding to an internal one) is never used."""
+    if CONTROL_CHARACTERS.search(url):
+        # urlsplit quietly drops tabs and newlines; a URL that needs them is not one we call.
+        raise UnsafeWebhookUrl("webhook_url must not contain spaces or control characters")
     parts = urlsplit(url)
     allow_private = settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS
     if parts.scheme not in ("https",) + (("http",) if allow_private or settings.DEBUG else ()):
@@ -55,12 +73,15 @@ def check_url(url: str) -> str:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise UnsafeWebhookUrl("webhook_url has an invalid port") from None
+    allowed_ports = settings.WEBHOOK_ALLOWED_PORTS
+    if "*" not in allowed_ports and str(port) not in allowed_ports:
+        raise UnsafeWebhookUrl(f"webhook_url's port must be one of {', '.join(allowed_ports)}")
     try:
         infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError):
         raise UnsafeWebhookUrl("webhook_url's host does not resolve") from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
-    if not allow_private and any(not address.is_global or address.is_multicast for address in addresses):
+    if not allow_private and not all(is_public_address(address) for address in addresses):
         raise UnsafeWebhookUrl("webhook_url must resolve to public addresses only")
     return str(addresses[0])
 

@@ -59,6 +59,7 @@ def celery_worker(django_db_setup, django_db_blocker, media_root):
         "REDIS_URL": settings.REDIS_URL,
         "MEDIA_ROOT": media_root,
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "1",  # the tests' webhook receivers listen on loopback
+        "WEBHOOK_ALLOWED_PORTS": "*",  # ... on ports of their own
     }
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "generate,celery", "-P", "threads", "-c", "8",

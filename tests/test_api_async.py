@@ -54,6 +54,7 @@ class Receiver:
 @pytest.fixture
 def receiver(settings):
     settings.WEBHOOK_ALLOW_PRIVATE_NETWORKS = True
+    settings.WEBHOOK_ALLOWED_PORTS = ["*"]
     made = []
 
     def start(statuses=(200,)):

@@ -1,4 +1,4 @@
-"""POST /api/generate against its own OpenAPI schema (/api/schema/), with schemathesis.
+"""Every API operation against its own OpenAPI schema (/api/schema/), with schemathesis.
 
 Requests generated from the schema, valid ones and invalid ones, go through the real WSGI app
 with a valid key: no answer may be a 5xx, every answer must match the schema (a documented
@@ -35,20 +35,51 @@ def checks_not_to_run(case):
     return excluded
 
 
+# (path, method, examples per mode, whether it has inputs a negative case can break)
+OPERATIONS = [
+    ("/api/generate", "POST", MAX_EXAMPLES, True),
+    ("/api/enhance", "POST", 50, True),
+    ("/api/tags", "GET", 50, True),
+    ("/api/generations", "GET", 20, False),
+    ("/api/generations/{generation_id}", "GET", 30, True),
+    ("/api/generations/{generation_id}", "DELETE", 30, True),
+    ("/api/pricing", "GET", 10, False),
+]
+
+
+def test_every_operation_is_checked():
+    schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+    documented = {(operation.path, operation.method.upper()) for operation in
+                  (result.ok() for result in schema.get_all_operations())}
+    assert documented == {(path, method) for path, method, _, _ in OPERATIONS}
+
+
+def test_every_operation_documents_its_401():
+    schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        assert "401" in operation.definition.raw["responses"], (operation.method, operation.path)
+
+
 # transactional_db: the app runs as it does in production, committing and closing (returning
 # to the pool) its connection after every request, which a test-wide transaction would forbid.
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_generate_conforms_to_its_schema(mode, transactional_db, alice_key, settings):
-    # Many examples with one key: the per-key limit of 10 a minute would answer most with 429.
+# An operation without parameters or body has no invalid request to make: positive cases only.
+CASES = [(path, method, examples, mode) for path, method, examples, has_inputs in OPERATIONS
+         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if has_inputs or mode == GenerationMode.POSITIVE]
+
+
+@pytest.mark.parametrize("path,method,examples,mode", CASES, ids=[f"{m} {p} {mode.value}" for p, m, _, mode in CASES])
+def test_operation_conforms_to_its_schema(path, method, examples, mode, transactional_db, alice_key, settings):
+    # Many examples with one key: the per-key limits (10 or 60 a minute) would answer most with 429.
     settings.ANIMEAPI_RATE_LIMIT_PER_MINUTE = 10**6
     auth = {"Authorization": f"Bearer {alice_key}"}
     schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
-    operation = schema["/api/generate"]["POST"]
+    operation = schema[path][method]
 
     @given(case=operation.as_strategy(mode))
-    @hypothesis_settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
+    @hypothesis_settings(max_examples=examples, deadline=None, database=None, derandomize=True,
                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-    def generate(case):
+    def call(case):
         case.call_and_validate(headers=auth, excluded_checks=checks_not_to_run(case))
 
-    generate()
+    call()

@@ -1,13 +1,13 @@
 """The free enhancer endpoints: POST /api/enhance and GET /api/tags. Authenticated by API key
 like everything under /api/, rate limited in their own bucket, never charged."""
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ApiError
-from generation.api import MAX_PROMPT_LENGTH, ErrorOutput, StrictBooleanField, StrictCharField
+from generation.api import MAX_PROMPT_LENGTH, StrictBooleanField, StrictCharField, error_responses
 from generation.throttles import FreeEndpointThrottle
 
 from generation.safety import policy
@@ -48,8 +48,7 @@ class EnhanceView(RateLimitHeadersMixin, APIView):
         operation_id="enhance",
         summary="Turn a prompt into Danbooru tags without generating (free)",
         request=InputSerializer,
-        responses={200: OutputSerializer, 400: OpenApiResponse(ErrorOutput), 401: OpenApiResponse(ErrorOutput),
-                   429: OpenApiResponse(ErrorOutput)},
+        responses={200: OutputSerializer, **error_responses({400: "Invalid request, or CONTENT_POLICY_VIOLATION"})},
     )
     def post(self, request):
         data = request.data
@@ -91,8 +90,7 @@ class TagSearchView(RateLimitHeadersMixin, APIView):
             OpenApiParameter("limit", int, required=False, description=f"1 to {MAX_TAG_RESULTS}"),
         ],
         responses={200: inline_serializer("TagResults", {"results": TagSerializer(many=True)}),
-                   400: OpenApiResponse(ErrorOutput),
-                   401: OpenApiResponse(ErrorOutput), 429: OpenApiResponse(ErrorOutput)},
+                   **error_responses({400: "Missing or over-long q, or a bad limit"})},
     )
     def get(self, request):
         query = request.query_params.get("q", "").strip()
