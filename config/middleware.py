@@ -1,9 +1,15 @@
+import logging
 import re
 import uuid
 
+import redis.exceptions
 from django.conf import settings
+from django_redis.exceptions import ConnectionInterrupted
 
+from config import errors
 from config.logging import request_id_var
+
+log = logging.getLogger(__name__)
 
 # A client's own request id is kept when it is short and printable; anything else is replaced.
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -41,3 +47,25 @@ class ContentSecurityPolicyMiddleware:
         if settings.CONTENT_SECURITY_POLICY and response.get("Content-Type", "").startswith("text/html"):
             response.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
         return response
+
+
+# What the cache raises when Redis is down or unreachable (django-redis re-raises redis-py's own).
+CACHE_OUTAGES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, ConnectionInterrupted)
+
+
+class CacheUnavailableMiddleware:
+    """A page that needs the cache while Redis is down (allauth's login rate limits, the admin's
+    login) answers a clear 503 page with Retry-After instead of a 500. The API's own limits answer
+    their JSON 503 before an exception gets here."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, CACHE_OUTAGES):
+            return None
+        log.warning("cache unavailable on %s: %s", request.path, exception)
+        return errors.handler503(request)
