@@ -5,8 +5,9 @@ import threading
 from decimal import Decimal
 
 import pytest
+from django.contrib import admin
 from django.db import connection
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from accounts.admin import ApiKeyAdmin, UserAdmin
 from accounts.apikeys import create_api_key, revoke_api_key
@@ -19,6 +20,9 @@ from generation.pipeline import GenerationParams, fail_generation, start_generat
 from tests.conftest import make_user
 
 PRICE = Decimal("0.009")
+# Columns that only billing code, key authentication or their owner may write.
+MONEY_COUNTERS_AND_REVOCATION = {"balance", "amount", "balance_after", "spent_total_usd", "spent_usd", "cost_usd",
+                                 "backend_cost_usd", "revoked_at", "last_used_at", "webhook_secret"}
 
 
 def in_another_connection(work):
@@ -157,3 +161,15 @@ def test_a_user_save_keeps_the_webhook_secret_rotated_while_its_form_was_open(mo
     alice.refresh_from_db()
     assert alice.first_name == "Alice"
     assert alice.webhook_secret == rotated[0]
+
+
+def test_no_admin_form_can_edit_money_counters_or_revocation(alice, alice_api_key):
+    charge(alice_api_key)
+    request = RequestFactory().get("/admin/")
+    request.user = User.objects.create_superuser(email="admin@example.com", password="admin password 123")
+    for model, model_admin in admin.site._registry.items():
+        obj = model.objects.first()
+        if not model_admin.has_change_permission(request, obj):
+            continue
+        form = model_admin.get_form(request, obj, change=obj is not None)
+        assert not set(form.base_fields) & MONEY_COUNTERS_AND_REVOCATION, model
