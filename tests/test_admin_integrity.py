@@ -16,7 +16,7 @@ from accounts.models import ApiKey, User
 from billing import ledger
 from billing.admin import WalletAdmin
 from billing.models import Wallet
-from generation.pipeline import GenerationParams, fail_generation, start_generation
+from generation.pipeline import GenerationParams, start_generation
 from tests.conftest import make_user
 
 PRICE = Decimal("0.009")
