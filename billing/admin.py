@@ -4,6 +4,7 @@ from decimal import InvalidOperation
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import FieldDoesNotExist
 from django.shortcuts import render
 from django.utils.html import format_html
 
@@ -14,6 +15,36 @@ from .models import AccountFlag, LedgerEntry, StripeEvent, TopUp, Wallet
 class AdjustmentForm(forms.Form):
     amount = forms.DecimalField(max_digits=18, decimal_places=6, help_text="USD; negative to take money")
     memo = forms.CharField(max_length=255, help_text="Why: shown on the user's ledger")
+
+
+def edited_columns(*, instance, form) -> list[str]:
+    """The database columns an admin form changed: its changed_data, less anything that is not a
+    concrete, non-m2m field of the model (many-to-many rows are saved by save_related)."""
+    columns = []
+    for name in form.changed_data:
+        try:
+            field = instance._meta.get_field(name)
+        except FieldDoesNotExist:
+            continue
+        if field.concrete and not field.many_to_many:
+            columns.append(field.attname)
+    return columns
+
+
+class SavesEditedFieldsOnly:
+    """An admin whose change form writes only the columns it edited (`update_fields`).
+
+    ModelAdmin.save_model() saves the whole row as it was read at the start of the POST, so a
+    charge, a top-up or a revocation committed meanwhile would be written back over: a balance
+    or a spend counter rolled back, a revoked key live again. Money and counters move only through
+    billing.ledger and conditional UPDATEs, never through a form; a form with nothing changed
+    writes nothing. New rows (the add form) are saved whole: nobody else can have touched them.
+    """
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            return super().save_model(request, obj, form, change)
+        obj.save(update_fields=edited_columns(instance=obj, form=form))
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -41,7 +72,10 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Wallet)
-class WalletAdmin(admin.ModelAdmin):
+class WalletAdmin(SavesEditedFieldsOnly, admin.ModelAdmin):
+    """The owner's alert threshold is the only field staff edit; the balance changes only through
+    the "Adjust balance" action, which books a ledger entry."""
+
     list_display = ["user", "balance", "low_balance_threshold", "updated_at"]
     search_fields = ["user__email"]
     readonly_fields = ["user", "balance", "updated_at"]

@@ -127,3 +127,15 @@ def handler400(request, exception=None):
     if wants_json(request):
         return JsonResponse(with_details(error_body("Bad request", "INVALID_REQUEST"), request), status=400)
     return render(request, "400.html", status=400)
+
+
+def handler503(request):
+    """A dependency (Redis, the database) is unreachable: say so and when to retry, not a 500."""
+    if wants_json(request):
+        response = JsonResponse(
+            with_details(error_body("Service temporarily unavailable, retry shortly", "SERVICE_UNAVAILABLE"), request),
+            status=503)
+    else:
+        response = render(request, "503.html", status=503)
+    response["Retry-After"] = "30"
+    return response

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -109,6 +110,7 @@ MIDDLEWARE = [
     "config.middleware.RequestIdMiddleware",
     "config.middleware.JsonErrorsForApiMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
+    "config.middleware.CacheUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -269,6 +271,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE = {
     "expire-stale-generations": {"task": "generation.tasks.expire_stale_generations", "schedule": 60.0},
     "prune-old-images": {"task": "generation.tasks.prune_old_images", "schedule": 3600.0},
+    # Balances against the ledger, key counters against charges; differences are logged as errors.
+    "ledger-check": {"task": "generation.tasks.check_ledger", "schedule": crontab(hour=4, minute=17)},
 }
 
 REST_FRAMEWORK = {

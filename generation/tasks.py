@@ -3,7 +3,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import pipeline, webhooks
+from . import integrity, pipeline, webhooks
 from .models import Generation
 
 log = logging.getLogger(__name__)
@@ -54,3 +54,12 @@ def prune_old_images() -> int:
     if settings.IMAGE_RETENTION_DAYS <= 0:
         return 0
     return pipeline.prune_images(older_than_days=settings.IMAGE_RETENTION_DAYS)
+
+
+@shared_task(name="generation.tasks.check_ledger")
+def check_ledger() -> int:
+    """`manage.py ledger_check` as a beat task (daily): logs each difference as an error; the count."""
+    differences = integrity.money_differences()
+    for difference in differences:
+        log.error("ledger check: %s", difference)
+    return len(differences)

@@ -10,6 +10,9 @@ from accounts.apikeys import TooManyKeys, create_api_key
 from accounts.models import User
 from billing import ledger
 
+# The ledger keeps 12 digits before the point (billing.models.MONEY).
+MAX_CREDIT_USD = Decimal(10) ** 12
+
 
 def _usd(value):
     try:
@@ -18,6 +21,8 @@ def _usd(value):
         raise CommandError(f"--credit must be a number of USD, got {value!r}") from None
     if not amount.is_finite() or amount < 0:
         raise CommandError("--credit must be zero or a positive number of USD")
+    if amount >= MAX_CREDIT_USD:
+        raise CommandError(f"--credit must be below {MAX_CREDIT_USD} USD")
     return amount
 
 
@@ -27,7 +32,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("email")
         parser.add_argument("--name", default="", help="A label for the key")
-        parser.add_argument("--credit", type=_usd, default=Decimal("0"), help="USD to credit through the ledger")
+        # Parsed in handle(), not by argparse's type=: a CommandError raised inside argparse escapes
+        # Django's handling and prints a traceback instead of one line.
+        parser.add_argument("--credit", default="0", help="USD to credit through the ledger")
         parser.add_argument("--test", action="store_true", help="A test-mode key (ank_test_…)")
 
     def handle(self, *args, email, name, credit, test, **options):
@@ -36,6 +43,7 @@ class Command(BaseCommand):
             validate_email(email)
         except ValidationError:
             raise CommandError(f"Not a valid e-mail address: {email!r}") from None
+        credit = _usd(credit)
         with transaction.atomic():
             user = User.objects.filter(email__iexact=email).first()
             if user is None:

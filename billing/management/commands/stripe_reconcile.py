@@ -20,9 +20,12 @@ class Command(BaseCommand):
     help = "Book every paid Stripe Checkout top-up that no webhook booked. Safe to run any number of times."
 
     def add_arguments(self, parser):
-        parser.add_argument("--since", type=_days, default=30, metavar="DAYS", help="Look back this many days (30)")
+        # Parsed in handle(), not by argparse's type=: a CommandError raised inside argparse escapes
+        # Django's handling and prints a traceback instead of one line.
+        parser.add_argument("--since", default="30", metavar="DAYS", help="Look back this many days (30)")
 
     def handle(self, *args, since, **options):
+        since = _days(since)
         if not stripe.is_configured():
             raise CommandError("STRIPE_SECRET_KEY is not set")
         try:
