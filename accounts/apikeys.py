@@ -11,7 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from . import keys
-from .models import ApiKey, ApiKeyDailySpend, User
+from .models import ApiKey, ApiKeyDailySpend, User, new_webhook_secret
 
 # last_used_at is a hint for the user, not an audit log: write it at most once a minute per key.
 LAST_USED_RESOLUTION = datetime.timedelta(minutes=1)
@@ -136,3 +136,32 @@ def _daily_counter(*, api_key: ApiKey, day: datetime.date) -> ApiKeyDailySpend:
         with transaction.atomic():
             counter, _ = ApiKeyDailySpend.objects.get_or_create(api_key=api_key, day=day)
     return counter
+
+
+LIMIT_FIELDS = ("spend_cap_daily_usd", "spend_cap_total_usd", "expires_at", "allowed_networks")
+
+
+def set_key_limits(*, api_key: ApiKey, **limits) -> bool:
+    """Store `limits` (any of LIMIT_FIELDS) on a live key; False when the key was revoked meanwhile.
+
+    An UPDATE of these columns only: `save()` would also write back the spent_total_usd read with
+    the row and undo the charges counted since.
+    """
+    unknown = set(limits) - set(LIMIT_FIELDS)
+    if unknown:
+        raise TypeError(f"not a key limit: {', '.join(sorted(unknown))}")
+    updated = ApiKey.objects.live().filter(pk=api_key.pk).update(**limits)
+    for field, value in limits.items():
+        setattr(api_key, field, value)
+    return bool(updated)
+
+
+def rotate_webhook_secret(*, user: User) -> str:
+    """Give the user a new webhook secret and return it; the old one signs nothing from now on.
+
+    Deliveries read the secret when they are sent, so retries of earlier webhooks use the new one.
+    """
+    secret = new_webhook_secret()
+    User.objects.filter(pk=user.pk).update(webhook_secret=secret)
+    user.webhook_secret = secret
+    return secret

@@ -57,7 +57,7 @@ def _spend_cap(label, help_text):
 
 
 class KeyLimitsForm(forms.ModelForm):
-    """Validates a key's limits; `key_limits.set_key_limits` stores them (never `save()`, which
+    """Validates a key's limits; `apikeys.set_key_limits` stores them (never `save()`, which
     would write back a stale spent_total_usd)."""
 
     spend_cap_daily_usd = _spend_cap(

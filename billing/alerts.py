@@ -4,18 +4,17 @@ single wallet UPDATE, so concurrent charges cannot both cross, and topping up re
 
 from decimal import Decimal
 
-from django.conf import settings
 from django.db import transaction
 
 from .models import Wallet
+from .pricing import can_afford_an_image
 
 
 def crossings(*, before: Decimal, after: Decimal, threshold: Decimal | None) -> list[str]:
     crossed = []
     if threshold is not None and before >= threshold > after:
         crossed.append("low")
-    price = settings.ANIMEAPI_PRICE_USD
-    if before >= price > after:
+    if can_afford_an_image(before) and not can_afford_an_image(after):
         crossed.append("empty")
     return crossed
 
@@ -44,7 +43,7 @@ def banner_for(user) -> str:
     """The warning every page shows while the balance is low; empty when it is not."""
     wallet = Wallet.objects.filter(user=user).values("balance", "low_balance_threshold").first()
     balance = wallet["balance"] if wallet else Decimal("0")
-    if balance < settings.ANIMEAPI_PRICE_USD:
+    if not can_afford_an_image(balance):
         return f"Your balance (${balance:.2f}) is too low for another image: API calls answer 402 until you add funds."
     if wallet["low_balance_threshold"] is not None and balance < wallet["low_balance_threshold"]:
         return f"Your balance (${balance:.2f}) is below your ${wallet['low_balance_threshold']:.2f} alert."

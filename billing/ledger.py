@@ -123,6 +123,21 @@ def refund(*, charge: LedgerEntry, memo: str = "") -> LedgerEntry | None:
         return None
 
 
+def refund_reference(*, reference: str, memo: str = "") -> Decimal | None:
+    """Refund the charge booked under `reference`, once: the amount given back, or None when
+    there was no such charge or it was already refunded."""
+    charge = LedgerEntry.objects.filter(reference=reference, kind=Kind.CHARGE).select_related("user").first()
+    if charge is None:
+        return None
+    refunded = refund(charge=charge, memo=memo)
+    return None if refunded is None else refunded.amount
+
+
+def balance_after(*, reference: str) -> Decimal | None:
+    """The balance right after the entry booked under `reference` (None: no such entry)."""
+    return LedgerEntry.objects.filter(reference=reference).values_list("balance_after", flat=True).first()
+
+
 def adjust(*, user, amount, reference: str, memo: str) -> LedgerEntry:
     """An admin's correction, either sign."""
     amount = _as_usd(amount)

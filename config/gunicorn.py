@@ -67,7 +67,7 @@ worker_connections = _int("GUNICORN_WORKER_CONNECTIONS", threads + 64 if worker_
 backlog = _int("GUNICORN_BACKLOG", 2048)
 
 # A request may legitimately wait GENERATION_TIMEOUT_S for the GPU plus the pipeline's grace
-# (generation.pipeline.WAIT_GRACE_S); a worker restarted by max_requests, a reload or a deploy
+# (generation.dispatch.WAIT_GRACE_S); a worker restarted by max_requests, a reload or a deploy
 # finishes those requests before it exits, and only a process stuck past all that is killed.
 _generation_timeout_s = _float("GENERATION_TIMEOUT_S", 60.0)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", int(_generation_timeout_s) + 15)

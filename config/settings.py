@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "generation",
+    "dashboard",
 ]
 
 MIDDLEWARE = [

@@ -4,7 +4,7 @@ from django.urls import include, path, re_path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView
 
-from accounts.views import InteractiveDocsView
+from dashboard.views import InteractiveDocsView
 from config import health, metrics
 
 urlpatterns = [
@@ -17,7 +17,7 @@ urlpatterns = [
     path("api/docs/interactive/", InteractiveDocsView.as_view(url_name="api-schema"), name="api-docs-interactive"),
     path("api/", include("generation.urls")),
     path("billing/", include("billing.urls")),
-    path("", include("accounts.urls")),
+    path("", include("dashboard.urls")),
 ]
 
 def serve_media(request, path):

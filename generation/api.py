@@ -12,41 +12,22 @@ from billing import ledger
 from config.errors import ApiError, ErrorDetailsMixin, is_retryable
 from config.metrics import API_RESPONSES
 
-from . import idempotency, limits, pipeline, webhooks
-from .safety import policy
+from . import dispatch, idempotency, images, webhooks
+from .charging import GenerationParams
+from .fields import (
+    MAX_PROMPT_LENGTH,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+    error_responses,
+    json_object_with_known_fields,
+)
 from .models import ORIENTATIONS, Generation
-from .resources import answer_for, generation_resource, pricing_for
+from .resources import GenerateOutput, GenerationPage, GenerationResource, PricingOutput, answer_for, pricing_for
+from .safety import policy
 from .throttles import DailyImageQuotaThrottle, FreeEndpointThrottle, PerKeyRateThrottle
 
-MAX_PROMPT_LENGTH = 1000
 MAX_BODY_BYTES = 64 * 1024
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """JSON true/false only: "false" or 0 are type errors, not quiet truths."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool):
-            return data
-        self.fail("invalid", input=data)
-
-
-class StrictCharField(serializers.CharField):
-    """A JSON string only: numbers and lists are type errors, not silently stringified."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer only: "42", 4.2 and true are type errors."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
 
 
 class GenerateInput(serializers.Serializer):
@@ -66,39 +47,6 @@ class GenerateInput(serializers.Serializer):
         return fields
 
 
-class GenerateOutput(serializers.Serializer):
-    image_url = serializers.URLField()
-    enhanced_prompt = serializers.CharField()
-    balance_usd = serializers.FloatField()
-    generation_time_ms = serializers.IntegerField()
-    id = serializers.UUIDField(help_text="The generation, for GET/DELETE /api/generations/{id}")
-    cost_usd = serializers.FloatField(help_text="What this image cost (0 for test keys)")
-    seed = serializers.IntegerField(help_text="Send it back to reproduce the image")
-    width = serializers.IntegerField()
-    height = serializers.IntegerField()
-    model = serializers.CharField()
-
-
-ErrorOutput = inline_serializer("Error", {
-    "error": serializers.CharField(), "code": serializers.CharField(), "request_id": serializers.CharField(),
-    "retryable": serializers.BooleanField(), "doc_url": serializers.URLField(),
-})
-
-# What any endpoint behind an API key can answer, whatever it does.
-COMMON_ERRORS = {
-    401: "Invalid, missing, expired or revoked API key",
-    403: "The key's IP allow-list does not include this address",
-    429: "Rate limit exceeded",
-    503: "Temporarily unavailable (retry after Retry-After)",
-}
-
-
-def error_responses(errors: dict[int, str]) -> dict:
-    """OpenAPI responses for an operation's own errors plus COMMON_ERRORS, all in the error shape."""
-    merged = {**COMMON_ERRORS, **errors}
-    return {status: OpenApiResponse(ErrorOutput, description=merged[status]) for status in sorted(merged)}
-
-
 FIELD_CODES = {"prompt": "INVALID_PROMPT", "orientation": "INVALID_ORIENTATION",
                "allowNSFW": "INVALID_ALLOW_NSFW", "enhance": "INVALID_ENHANCE", "async": "INVALID_ASYNC",
                "webhook_url": "INVALID_WEBHOOK_URL", "seed": "INVALID_SEED"}
@@ -113,17 +61,11 @@ FIELD_MESSAGES = {
 }
 
 
-def parse_generate_request(request) -> pipeline.GenerationParams:
+def parse_generate_request(request) -> GenerationParams:
     """Validate the body; any problem is a 400 naming the field, before anything is charged."""
     if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
         raise ApiError(status_code=413, code="REQUEST_TOO_LARGE", message="Request body is larger than 64 KiB")
-    data = request.data
-    if not isinstance(data, dict):
-        raise ApiError(status_code=400, code="INVALID_REQUEST", message="Request body must be a JSON object")
-    unknown = sorted(set(data) - set(GenerateInput().fields))
-    if unknown:
-        # Refused, not ignored: a misspelt "allowNsfw": false must not quietly allow NSFW.
-        raise ApiError(status_code=400, code="UNKNOWN_FIELD", message=f"Unknown field: {unknown[0]}")
+    data = json_object_with_known_fields(request.data, GenerateInput)
     serializer = GenerateInput(data=data)
     if not serializer.is_valid():
         field = next(name for name in FIELD_CODES if name in serializer.errors)
@@ -143,7 +85,7 @@ def parse_generate_request(request) -> pipeline.GenerationParams:
             webhooks.check_url(values["webhook_url"])
         except webhooks.UnsafeWebhookUrl as exc:
             raise ApiError(status_code=400, code="INVALID_WEBHOOK_URL", message=str(exc)) from None
-    return pipeline.GenerationParams(
+    return GenerationParams(
         prompt=values["prompt"], orientation=values["orientation"],
         allow_nsfw=values["allowNSFW"], enhance=values["enhance"],
         is_async=is_async, webhook_url=values["webhook_url"], seed=values["seed"],
@@ -193,24 +135,20 @@ class GenerateView(ErrorDetailsMixin, APIView):
                                        fingerprint=idempotency.request_fingerprint(request.data))
             if stored is not None:
                 return Response(stored.body, status=stored.status_code, headers={"Idempotent-Replayed": "true"})
+        daily_unit = getattr(request, "daily_unit", None)
         try:
             if params.is_async:
-                status, body = self._submit(request, params)
+                status, body = self._submit(request, params, daily_unit)
             else:
-                generation = pipeline.generate_and_wait(
-                    user=request.user, api_key=request.auth, params=params, request_id=request.request_id
+                generation = dispatch.generate_and_wait(
+                    user=request.user, api_key=request.auth, params=params, daily_unit=daily_unit,
+                    request_id=request.request_id,
                 )
                 status, body = answer_for(generation, request=request)
         except BaseException:
             if key is not None:
                 idempotency.abandon(user=request.user, key=key)
             raise
-        if params.is_async:
-            # An accepted job keeps its unit: whoever fails it later gives it back, as
-            # fail_generation already did for one that failed on submission (5xx).
-            request.image_delivered = status == 202 or status >= 500
-        else:
-            request.image_delivered = status == 200
         if key is not None:
             if status >= 400 and is_retryable(body.get("code", "")):
                 # An answer that says "retry" must not be replayed to the retry: it runs afresh
@@ -221,10 +159,10 @@ class GenerateView(ErrorDetailsMixin, APIView):
         headers = {"Location": body["status_url"]} if status == 202 else None
         return Response(body, status=status, headers=headers)
 
-    def _submit(self, request, params):
-        generation = pipeline.submit_generation(
-            user=request.user, api_key=request.auth, params=params, request_id=request.request_id,
-            base_url=request.build_absolute_uri("/"),
+    def _submit(self, request, params, daily_unit):
+        generation = dispatch.submit_generation(
+            user=request.user, api_key=request.auth, params=params, daily_unit=daily_unit,
+            request_id=request.request_id, base_url=request.build_absolute_uri("/"),
         )
         if generation.status == Generation.Status.FAILED:
             return answer_for(generation, request=request)
@@ -233,13 +171,10 @@ class GenerateView(ErrorDetailsMixin, APIView):
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
-        day = getattr(request, "daily_quota_day", None)
-        if day and not getattr(request, "image_delivered", False):
-            try:
-                limits.give_back_daily_quota(user_id=request.user.pk, day=day,
-                                             test=request.auth is not None and request.auth.is_test)
-            except limits.LimitsUnavailable:
-                pass  # the unit expires with the day; refusing an answer over it would be worse
+        daily_unit = getattr(request, "daily_unit", None)
+        if daily_unit is not None:
+            # A no-op when a generation adopted the unit: the pipeline gives that one back if it fails.
+            daily_unit.release()
         code = response.data.get("code", "") if isinstance(response.data, dict) and response.status_code >= 400 else ""
         API_RESPONSES.labels(self.metrics_endpoint, str(response.status_code), code).inc()
         state = getattr(request, "rate_limit_state", None)
@@ -259,10 +194,12 @@ class GenerateView(ErrorDetailsMixin, APIView):
         if balance is None:
             balance = ledger.balance(user=request.user)
         response["X-Balance-USD"] = f"{Decimal(str(balance)):.6f}"
-        quota = getattr(request, "daily_quota_state", None)
-        if quota is not None:
-            given_back = getattr(request, "daily_quota_day", None) and not getattr(request, "image_delivered", False)
-            response["X-Daily-Remaining"] = str(max(0, quota.remaining + (1 if given_back else 0)))
+        state = getattr(request, "daily_quota_state", None)
+        if state is not None:
+            # The unit this request took is back unless it became an image (or a queued job).
+            unit = getattr(request, "daily_unit", None)
+            returned = unit is not None and (unit.released or response.status_code not in (200, 202))
+            response["X-Daily-Remaining"] = str(max(0, state.remaining + (1 if returned else 0)))
 
 
 class GenerationPagination(CursorPagination):
@@ -278,12 +215,12 @@ class GenerationListView(ErrorDetailsMixin, APIView):
     throttle_classes = [FreeEndpointThrottle]
 
     @extend_schema(operation_id="list_generations", responses={
-        200: OpenApiResponse(description="A page of generations"),
-        **error_responses({404: "Invalid cursor"})})
+        200: GenerationPage, **error_responses({404: "Invalid cursor"})})
     def get(self, request):
         paginator = GenerationPagination()
         page = paginator.paginate_queryset(Generation.objects.filter(user=request.user), request, view=self)
-        return paginator.get_paginated_response([generation_resource(g, request=request) for g in page])
+        return paginator.get_paginated_response(
+            GenerationResource(page, many=True, context={"request": request}).data)
 
 
 class GenerationDetailView(ErrorDetailsMixin, APIView):
@@ -300,23 +237,23 @@ class GenerationDetailView(ErrorDetailsMixin, APIView):
         return generation
 
     @extend_schema(operation_id="get_generation", responses={
-        200: OpenApiResponse(description="The generation"), **error_responses({404: "Not yours or no such id"})})
+        200: GenerationResource, **error_responses({404: "Not yours or no such id"})})
     def get(self, request, generation_id):
-        return Response(generation_resource(self._own(request, generation_id), request=request))
+        return Response(GenerationResource(self._own(request, generation_id), context={"request": request}).data)
 
     @extend_schema(operation_id="delete_generation_image", responses={
-        200: OpenApiResponse(description="The generation, image_url now null"),
+        200: OpenApiResponse(GenerationResource, description="The generation, image_url now null"),
         **error_responses({404: "Not yours or no such id",
                            409: "Still pending or running: delete it once it has finished"})})
     def delete(self, request, generation_id):
         try:
-            generation = pipeline.delete_generation_image(generation=self._own(request, generation_id))
-        except pipeline.GenerationStillRunning:
+            generation = images.delete_generation_image(generation=self._own(request, generation_id))
+        except images.GenerationStillRunning:
             raise ApiError(status_code=409, code="GENERATION_IN_PROGRESS",
                            message="This generation has not finished yet; nothing was deleted. "
                                    "Delete it once its status is succeeded or failed.",
                            headers={"Retry-After": "2"}) from None
-        return Response(generation_resource(generation, request=request))
+        return Response(GenerationResource(generation, context={"request": request}).data)
 
 
 class PricingView(ErrorDetailsMixin, APIView):
@@ -325,6 +262,6 @@ class PricingView(ErrorDetailsMixin, APIView):
     throttle_classes = [FreeEndpointThrottle]
 
     @extend_schema(operation_id="pricing", responses={
-        200: OpenApiResponse(description="Price, limits, remaining quota"), **error_responses({})})
+        200: PricingOutput, **error_responses({})})
     def get(self, request):
         return Response(pricing_for(user=request.user, api_key=request.auth))

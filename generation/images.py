@@ -1,5 +1,7 @@
-"""WEBP at exactly the requested size, stored through Django's storage API."""
+"""WEBP at exactly the requested size, stored through Django's storage API; a generation's image
+deleted by its owner or by retention."""
 
+import datetime
 import io
 import secrets
 
@@ -8,6 +10,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.utils import timezone
 from PIL import Image, ImageOps
+
+from .models import Generation
 
 # No backend has a reason to send more than this; anything bigger is refused before decoding
 # (Pillow's own bomb check only warns below twice its default limit).
@@ -64,3 +68,29 @@ def image_url(name: str, *, request=None, base_url: str = "") -> str:
     if request is not None:
         return request.build_absolute_uri(url)
     return base_url.rstrip("/") + url
+
+
+class GenerationStillRunning(Exception):
+    """An unfinished generation's image cannot be deleted yet: it does not exist, and would
+    appear after the deletion was answered."""
+
+
+def delete_generation_image(*, generation: Generation) -> Generation:
+    """Remove the image from storage and blank its URL; the record and its charge stay."""
+    if generation.status in (Generation.Status.PENDING, Generation.Status.RUNNING):
+        raise GenerationStillRunning()
+    if generation.image:
+        delete_image(generation.image)
+        Generation.objects.filter(pk=generation.pk).update(image="", image_deleted_at=timezone.now())
+        generation.refresh_from_db()
+    return generation
+
+
+def prune_images(*, older_than_days: int) -> int:
+    """Delete images older than the retention period (beat task); records stay."""
+    cutoff = timezone.now() - datetime.timedelta(days=older_than_days)
+    pruned = 0
+    for generation in Generation.objects.filter(created_at__lt=cutoff).exclude(image="").iterator():
+        delete_generation_image(generation=generation)
+        pruned += 1
+    return pruned

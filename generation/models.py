@@ -60,6 +60,8 @@ class Generation(models.Model):
     image_deleted_at = models.DateTimeField(null=True, blank=True, help_text="Deleted by its owner or by retention")
     details = models.JSONField(default=dict, blank=True)
     is_async = models.BooleanField(default=False, help_text="Answered 202 at once; fetched or pushed later")
+    quota_day = models.DateField(null=True, blank=True,
+                                 help_text="The UTC day whose daily-quota unit this generation holds (given back if it fails)")
     webhook_url = models.URLField(max_length=2000, blank=True)
     base_url = models.CharField(max_length=200, blank=True, help_text="Where the request came in, for image URLs")
     webhook_delivered_at = models.DateTimeField(null=True, blank=True)

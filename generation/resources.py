@@ -1,9 +1,14 @@
-"""How a Generation looks from outside: the API's answers, GET /api/generations and webhooks."""
+"""How a Generation looks from outside: one serializer per answer, used both to write the answer
+and to document it in the OpenAPI schema (so the two cannot drift apart)."""
+
+from decimal import Decimal
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
 
-from billing import ledger
-from billing.models import LedgerEntry
+from billing import ledger, pricing
 from config.errors import error_body
 
 from . import images, limits
@@ -21,33 +26,14 @@ ERRORS = {
 }
 
 
-def balance_after_charge(generation: Generation):
+def balance_after_charge(generation: Generation) -> Decimal:
     """The user's balance right after this generation's charge (the reference's balance_usd)."""
     balance = getattr(generation, "balance_after", None)
     if balance is None:
-        balance = (LedgerEntry.objects.filter(reference=generation.charge_reference)
-                   .values_list("balance_after", flat=True).first())
+        balance = ledger.balance_after(reference=generation.charge_reference)
     if balance is None:  # a test key's generation: nothing was charged
         balance = ledger.balance(user=generation.user)
     return balance
-
-
-def success_body(generation: Generation, *, request=None) -> dict:
-    """The reference's four fields, then ours (added fields only)."""
-    return {
-        "image_url": (images.image_url(generation.image, request=request, base_url=generation.base_url)
-                      if generation.image else None),
-        "enhanced_prompt": generation.enhanced_prompt,
-        # JSON numbers, as the reference says; the ledger itself stays Decimal.
-        "balance_usd": float(balance_after_charge(generation)),
-        "generation_time_ms": generation.total_ms,
-        "id": str(generation.id),
-        "cost_usd": float(generation.cost_usd),
-        "seed": generation.seed,
-        "width": generation.width,
-        "height": generation.height,
-        "model": generation.model,
-    }
 
 
 def error_for(generation: Generation) -> tuple[int, dict]:
@@ -55,29 +41,101 @@ def error_for(generation: Generation) -> tuple[int, dict]:
     return status, error_body(message, generation.error_code or "GENERATION_FAILED")
 
 
+class ErrorBody(serializers.Serializer):
+    error = serializers.CharField()
+    code = serializers.CharField()
+
+
+class GenerateOutput(serializers.Serializer):
+    """The sync answer: the reference's four fields, then ours (added fields only)."""
+
+    image_url = serializers.SerializerMethodField()
+    enhanced_prompt = serializers.CharField()
+    # A JSON number, as the reference says; the ledger itself stays Decimal.
+    balance_usd = serializers.SerializerMethodField()
+    generation_time_ms = serializers.IntegerField(source="total_ms")
+    id = serializers.UUIDField(help_text="The generation, for GET/DELETE /api/generations/{id}")
+    cost_usd = serializers.FloatField(help_text="What this image cost (0 for test keys)")
+    seed = serializers.IntegerField(help_text="Send it back to reproduce the image")
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    model = serializers.CharField()
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_image_url(self, generation):
+        if not generation.image:
+            return None  # deleted by its owner or by retention
+        return images.image_url(generation.image, request=self.context.get("request"), base_url=generation.base_url)
+
+    @extend_schema_field(OpenApiTypes.DOUBLE)
+    def get_balance_usd(self, generation):
+        return float(balance_after_charge(generation))
+
+
+# The fields of GenerationResource shown whatever the status; the sync answer's join them once
+# it succeeded, `error` once it failed.
+RESOURCE_FIELDS = ("id", "status", "created_at", "prompt", "orientation", "allowNSFW", "enhance")
+
+
+class GenerationResource(GenerateOutput):
+    """GET /api/generations/{id}, the list's items and the webhook's data: the status, and once
+    finished the same fields as the sync answer (or the error)."""
+
+    status = serializers.ChoiceField(choices=Status.choices)
+    created_at = serializers.DateTimeField()
+    prompt = serializers.CharField()
+    orientation = serializers.ChoiceField(choices=list(ORIENTATIONS))
+    allowNSFW = serializers.BooleanField(source="allow_nsfw")  # noqa: N815 (the reference's name)
+    enhance = serializers.BooleanField()
+    error = serializers.SerializerMethodField(help_text="Once failed: why, in the API's error shape")
+
+    class Meta:
+        # Everything but RESOURCE_FIELDS depends on the status.
+        optional = ("image_url", "enhanced_prompt", "balance_usd", "generation_time_ms", "cost_usd", "seed", "width",
+                    "height", "model", "error")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for name in self.Meta.optional:
+            fields[name].required = False
+        return fields
+
+    @extend_schema_field(ErrorBody)
+    def get_error(self, generation):
+        return error_for(generation)[1]
+
+    def to_representation(self, generation):
+        if generation.status == Status.SUCCEEDED:
+            shown = set(self.fields) - {"error"}
+        elif generation.status == Status.FAILED:
+            shown = {*RESOURCE_FIELDS, "error"}
+        else:
+            shown = set(RESOURCE_FIELDS)
+        body = {}
+        for name, field in self.fields.items():
+            if name in shown:
+                attribute = field.get_attribute(generation)
+                body[name] = None if attribute is None else field.to_representation(attribute)
+        return body
+
+
+class GenerationPage(serializers.Serializer):
+    """GET /api/generations: a page, newest first, with cursors to the next and previous pages."""
+
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = GenerationResource(many=True)
+
+
 def answer_for(generation: Generation, *, request=None) -> tuple[int, dict]:
     """The synchronous answer: status code and body."""
     if generation.status == Status.SUCCEEDED:
-        return 200, success_body(generation, request=request)
+        return 200, GenerateOutput(generation, context={"request": request}).data
     return error_for(generation)
 
 
 def generation_resource(generation: Generation, *, request=None) -> dict:
-    """GET /api/generations/{id}: the status, and once finished the same fields as the sync answer."""
-    body = {
-        "id": str(generation.id),
-        "status": generation.status,
-        "created_at": generation.created_at.isoformat().replace("+00:00", "Z"),
-        "prompt": generation.prompt,
-        "orientation": generation.orientation,
-        "allowNSFW": generation.allow_nsfw,
-        "enhance": generation.enhance,
-    }
-    if generation.status == Status.SUCCEEDED:
-        body.update(success_body(generation, request=request))
-    elif generation.status == Status.FAILED:
-        body["error"] = error_for(generation)[1]
-    return body
+    return GenerationResource(generation, context={"request": request}).data
 
 
 def generation_event(generation: Generation) -> dict:
@@ -85,18 +143,43 @@ def generation_event(generation: Generation) -> dict:
     return {"type": f"generation.{generation.status}", "data": generation_resource(generation)}
 
 
-def pricing_for(*, user, api_key) -> dict:
+class Size(serializers.Serializer):
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+
+class PricingLimits(serializers.Serializer):
+    requests_per_minute_per_key = serializers.IntegerField()
+    images_per_day_per_user = serializers.IntegerField()
+
+
+class PricingRemaining(serializers.Serializer):
+    images_today = serializers.IntegerField(allow_null=True, help_text="null while the limit store is unreachable")
+    balance_usd = serializers.FloatField()
+    images_affordable = serializers.IntegerField(allow_null=True, help_text="null for test keys (never charged)")
+
+
+class PricingOutput(serializers.Serializer):
     """GET /api/pricing: what an image costs this caller, the limits, and what is left today."""
+
+    currency = serializers.CharField()
+    price_per_image_usd = serializers.FloatField()
+    test_mode = serializers.BooleanField()
+    orientations = serializers.DictField(child=Size())
+    limits = PricingLimits()
+    remaining = PricingRemaining()
+
+
+def pricing_for(*, user, api_key) -> dict:
     is_test = api_key is not None and api_key.is_test
-    price = 0 if is_test else settings.ANIMEAPI_PRICE_USD
     balance = ledger.balance(user=user)
     try:
         used = limits.daily_used(user_id=user.pk, test=is_test)
     except limits.LimitsUnavailable:
         used = None
-    return {
+    return PricingOutput({
         "currency": "USD",
-        "price_per_image_usd": float(price),
+        "price_per_image_usd": pricing.image_price(is_test=is_test),
         "test_mode": is_test,
         "orientations": {name: {"width": w, "height": h} for name, (w, h) in ORIENTATIONS.items()},
         "limits": {
@@ -105,7 +188,7 @@ def pricing_for(*, user, api_key) -> dict:
         },
         "remaining": {
             "images_today": None if used is None else max(0, settings.ANIMEAPI_DAILY_LIMIT - used),
-            "balance_usd": float(balance),
-            "images_affordable": None if is_test else max(0, int(balance // settings.ANIMEAPI_PRICE_USD)),
+            "balance_usd": balance,
+            "images_affordable": None if is_test else pricing.images_affordable(balance),
         },
-    }
+    }).data

@@ -3,8 +3,9 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
-from . import integrity, pipeline, webhooks
+from . import charging, images, integrity, rendering, webhooks
 from .models import Generation
+from .resources import generation_event
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +16,16 @@ def run_generation_task(generation_id: str, deadline_at: float) -> dict:
 
     Returns the outcome (final fields), or {} when this delivery had nothing to do.
     """
-    return pipeline.run_generation(generation_id=generation_id, deadline_at=deadline_at)
+    outcome = rendering.run_generation(generation_id=generation_id, deadline_at=deadline_at)
+    if outcome:
+        notify_if_async(generation_id)
+    return outcome
+
+
+def notify_if_async(generation_id) -> None:
+    """An async generation that just finished tells its webhook_url, if it has one."""
+    if Generation.objects.filter(pk=generation_id, is_async=True).exclude(webhook_url="").exists():
+        deliver_webhook_task.delay(str(generation_id))
 
 
 @shared_task(
@@ -30,8 +40,6 @@ def deliver_webhook_task(self, generation_id: str) -> None:
     generation = Generation.objects.select_related("user").filter(pk=generation_id).first()
     if generation is None or not generation.webhook_url or generation.webhook_delivered_at:
         return
-    from .resources import generation_event
-
     webhooks.deliver(generation=generation, payload=generation_event(generation))
 
 
@@ -39,9 +47,10 @@ def deliver_webhook_task(self, generation_id: str) -> None:
 def expire_stale_generations() -> int:
     """Fail and refund generations whose worker died while nobody waited for them (beat, every minute)."""
     count = 0
-    for generation_id in pipeline.stale_generation_ids(lease_s=settings.GENERATION_LEASE_S):
-        if pipeline.fail_generation(generation_id=generation_id, code="GENERATION_FAILED",
+    for generation_id in charging.stale_generation_ids(lease_s=settings.GENERATION_LEASE_S):
+        if charging.fail_generation(generation_id=generation_id, code="GENERATION_FAILED",
                                     detail="expired: no worker finished it within its lease"):
+            notify_if_async(generation_id)
             count += 1
     if count:
         log.warning("expired %d stale generation(s)", count)
@@ -53,7 +62,7 @@ def prune_old_images() -> int:
     """Delete images past IMAGE_RETENTION_DAYS (beat, hourly); nothing when it is 0."""
     if settings.IMAGE_RETENTION_DAYS <= 0:
         return 0
-    return pipeline.prune_images(older_than_days=settings.IMAGE_RETENTION_DAYS)
+    return images.prune_images(older_than_days=settings.IMAGE_RETENTION_DAYS)
 
 
 @shared_task(name="generation.tasks.check_ledger")

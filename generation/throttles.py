@@ -10,7 +10,7 @@ from rest_framework.throttling import BaseThrottle
 from config.errors import ApiError
 from config.metrics import RATE_LIMIT_REFUSALS
 
-from . import limits
+from . import limits, quota
 
 
 def _refused(code: str, message: str, state) -> ApiError:
@@ -57,18 +57,19 @@ class PerKeyRateThrottle(BaseThrottle):
 class DailyImageQuotaThrottle(BaseThrottle):
     """ANIMEAPI_DAILY_LIMIT images per UTC day per user -> 429 DAILY_LIMIT_EXCEEDED.
 
-    The unit is taken here and given back by the view unless an image is delivered.
+    The unit taken here (request.daily_unit) is adopted by the generation the request creates, or
+    released by the view when it creates none (see generation.quota).
     """
 
     def allow_request(self, request, view):
         try:
-            allowed, state, day = limits.take_daily_quota(user_id=request.user.pk, test=_is_test(request))
+            request.daily_unit = quota.take(user_id=request.user.pk, test=_is_test(request))
+        except quota.DailyLimitReached as exc:
+            request.daily_quota_state = exc.state
+            raise _refused("DAILY_LIMIT_EXCEEDED", "Daily limit exceeded", exc.state) from None
         except limits.LimitsUnavailable:
             raise _unavailable() from None
-        request.daily_quota_state = state
-        if not allowed:
-            raise _refused("DAILY_LIMIT_EXCEEDED", "Daily limit exceeded", state)
-        request.daily_quota_day = day
+        request.daily_quota_state = request.daily_unit.state
         return True
 
 

@@ -163,7 +163,7 @@ class FailingOnceBackend(PreviewBackend):
 @pytest.mark.django_db
 def test_a_retry_after_a_retryable_failure_runs_again(client, alice, alice_key, monkeypatch):
     backend = FailingOnceBackend()
-    monkeypatch.setattr("generation.pipeline.get_backend", lambda name=None: backend)
+    monkeypatch.setattr("generation.rendering.get_backend", lambda name=None: backend)
     first = generate(client, alice_key, {"prompt": "a fox"}, HTTP_IDEMPOTENCY_KEY="order-7")
     assert first.status_code == 500 and first.json()["retryable"] is True
     again = generate(client, alice_key, {"prompt": "a fox"}, HTTP_IDEMPOTENCY_KEY="order-7")

@@ -11,12 +11,12 @@ from django.test import Client, RequestFactory
 
 from accounts.admin import ApiKeyAdmin, UserAdmin
 from accounts.apikeys import create_api_key, revoke_api_key
-from accounts.key_limits import rotate_webhook_secret
+from accounts.apikeys import rotate_webhook_secret
 from accounts.models import ApiKey, User
 from billing import ledger
 from billing.admin import WalletAdmin
 from billing.models import Wallet
-from generation.pipeline import GenerationParams, start_generation
+from generation.charging import GenerationParams, start_generation
 from tests.conftest import make_user
 
 PRICE = Decimal("0.009")

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 
 from billing import ledger
-from generation import limits, pipeline
+from generation import charging, limits
 from generation.models import Generation
 from generation.tasks import expire_stale_generations
 from tests.conftest import error_of, generate, make_user
@@ -168,8 +168,8 @@ def test_unsafe_or_misused_webhooks_are_refused_before_charging(client, alice, a
 @pytest.mark.django_db
 def test_stale_reservations_are_refunded_by_the_beat_task(alice, settings):
     settings.GENERATION_LEASE_S = 60
-    stuck = pipeline.start_generation(user=alice, api_key=None, params=pipeline.GenerationParams(prompt="stuck"))
-    fresh = pipeline.start_generation(user=alice, api_key=None, params=pipeline.GenerationParams(prompt="fresh"))
+    stuck = charging.start_generation(user=alice, api_key=None, params=charging.GenerationParams(prompt="stuck"))
+    fresh = charging.start_generation(user=alice, api_key=None, params=charging.GenerationParams(prompt="fresh"))
     Generation.objects.filter(pk=stuck.pk).update(created_at=timezone.now() - datetime.timedelta(minutes=5),
                                                   status=Generation.Status.RUNNING)
     assert ledger.balance(user=alice) == Decimal("1") - 2 * PRICE

@@ -168,12 +168,10 @@ def test_wrong_method_and_unknown_path_are_json(client, alice_key):
 
 @pytest.mark.django_db
 def test_unexpected_crash_is_a_json_500(alice_key, monkeypatch):
-    from generation import pipeline
-
     def crash(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(pipeline, "generate_and_wait", crash)
+    monkeypatch.setattr("generation.dispatch.generate_and_wait", crash)
     response = generate(Client(raise_request_exception=False), alice_key)
     assert response.status_code == 500
     assert response.json()["code"] == "INTERNAL_ERROR"
@@ -210,7 +208,7 @@ class FlaggingBackend(PreviewBackend):
 def use_backend(monkeypatch):
     def install(backend):
         monkeypatch.setattr(backends, "get_backend", lambda name=None: backend)
-        monkeypatch.setattr("generation.pipeline.get_backend", lambda name=None: backend)
+        monkeypatch.setattr("generation.rendering.get_backend", lambda name=None: backend)
 
     return install
 

@@ -112,7 +112,7 @@ class RecordingBackend(PreviewBackend):
 @pytest.fixture
 def backend(monkeypatch):
     recording = RecordingBackend()
-    monkeypatch.setattr("generation.pipeline.get_backend", lambda name=None: recording)
+    monkeypatch.setattr("generation.rendering.get_backend", lambda name=None: recording)
     return recording
 
 

@@ -35,7 +35,7 @@ from accounts.apikeys import create_api_key
 from billing import ledger
 from billing.models import LedgerEntry
 from config.celery import app as celery_app
-from generation import limits, pipeline
+from generation import dispatch, limits, rendering
 from generation.models import Generation
 from generation.tasks import expire_stale_generations, run_generation_task
 from tests.conftest import generate, make_user
@@ -205,11 +205,11 @@ def test_a_worker_killed_mid_generation_refunds_each_charge_once(fault_worker, s
     signal_group(worker, signal.SIGKILL)
 
     # The waiting request answers once its deadline (plus the grace for the worker) has passed.
-    response = sync_call.outcome(timeout=settings.GENERATION_TIMEOUT_S + pipeline.WAIT_GRACE_S + 10)
+    response = sync_call.outcome(timeout=settings.GENERATION_TIMEOUT_S + dispatch.WAIT_GRACE_S + 10)
     answered_after = time.monotonic() - sent_at
     assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR, response.content
     assert reference_error(response.json()) == {"error": "Generation failed", "code": "GENERATION_FAILED"}
-    assert settings.GENERATION_TIMEOUT_S <= answered_after < settings.GENERATION_TIMEOUT_S + pipeline.WAIT_GRACE_S + 5
+    assert settings.GENERATION_TIMEOUT_S <= answered_after < settings.GENERATION_TIMEOUT_S + dispatch.WAIT_GRACE_S + 5
     waited = Generation.objects.get(user=user, is_async=False)
     assert (waited.status, waited.error_code) == (Status.FAILED, "GENERATION_FAILED")
 
@@ -228,7 +228,7 @@ def test_a_worker_killed_mid_generation_refunds_each_charge_once(fault_worker, s
     # The broker redelivers a dead worker's unacknowledged task; the second run must do nothing.
     books, images = ledger_entries(user), stored_images(media_root)
     for generation in (waited, queued):
-        assert pipeline.run_generation(generation_id=generation.pk, deadline_at=time.time() + 10) == {}
+        assert rendering.run_generation(generation_id=generation.pk, deadline_at=time.time() + 10) == {}
         generation.refresh_from_db()
         assert (generation.status, generation.image) == (Status.FAILED, "")
     assert ledger_entries(user) == books == [
@@ -524,7 +524,7 @@ def test_a_hanging_backend_is_refunded_at_the_deadline_and_the_time_limit_frees_
 
     assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR, response.content
     assert reference_error(response.json()) == {"error": "Generation failed", "code": "GENERATION_FAILED"}
-    assert settings.GENERATION_TIMEOUT_S <= answered_after < settings.GENERATION_TIMEOUT_S + pipeline.WAIT_GRACE_S + 3
+    assert settings.GENERATION_TIMEOUT_S <= answered_after < settings.GENERATION_TIMEOUT_S + dispatch.WAIT_GRACE_S + 3
     hung = Generation.objects.get(user=user)
     assert (hung.status, hung.error_code) == (Status.FAILED, "GENERATION_FAILED")
     assert_books_balance(user, "1")

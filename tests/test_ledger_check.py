@@ -23,7 +23,7 @@ from billing import ledger
 from billing.models import Wallet
 from generation.integrity import money_differences
 from generation.models import Generation
-from generation.pipeline import GenerationParams, fail_generation, start_generation
+from generation.charging import GenerationParams, fail_generation, start_generation
 from generation.tasks import check_ledger
 from tests.conftest import make_user
 

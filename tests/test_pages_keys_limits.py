@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.apikeys import create_api_key, revoke_api_key
-from accounts.key_limits import set_key_limits
+from accounts.apikeys import set_key_limits
 from accounts.models import ApiKey
 
 from .conftest import error_of, generate

@@ -33,7 +33,7 @@ def text(response):
 @pytest.fixture
 def use_backend(monkeypatch):
     def use(backend):
-        monkeypatch.setattr("generation.pipeline.get_backend", lambda name=None: backend)
+        monkeypatch.setattr("generation.rendering.get_backend", lambda name=None: backend)
 
     return use
 

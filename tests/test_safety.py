@@ -48,7 +48,7 @@ class SeedRecordingBackend(PreviewBackend):
 def backend(monkeypatch):
     backend = SeedRecordingBackend()
     monkeypatch.setattr(backends, "get_backend", lambda name=None: backend)
-    monkeypatch.setattr("generation.pipeline.get_backend", lambda name=None: backend)
+    monkeypatch.setattr("generation.rendering.get_backend", lambda name=None: backend)
     return backend
 
 
@@ -173,7 +173,7 @@ def test_an_unreadable_image_fails_closed_and_is_refunded(client, alice, alice_k
         def generate(self, request, *, deadline):
             return BackendImage(data=b"not an image", seed=request.seed, nsfw=False)
 
-    monkeypatch.setattr("generation.pipeline.get_backend", lambda name=None: GarbageBackend())
+    monkeypatch.setattr("generation.rendering.get_backend", lambda name=None: GarbageBackend())
     response = generate(client, alice_key, {"prompt": "a", "allowNSFW": False})
 
     assert error_of(response)["code"] == "GENERATION_FAILED"

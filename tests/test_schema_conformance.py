@@ -15,7 +15,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from config.wsgi import application
-from generation.api import MAX_PROMPT_LENGTH
+from generation.fields import MAX_PROMPT_LENGTH
 
 MAX_EXAMPLES = 100
 

@@ -7,10 +7,16 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.errors import ApiError
-from generation.api import MAX_PROMPT_LENGTH, StrictBooleanField, StrictCharField, error_responses
+from generation.fields import (
+    MAX_PROMPT_LENGTH,
+    StrictBooleanField,
+    StrictCharField,
+    error_responses,
+    json_object_with_known_fields,
+)
+from generation.safety import policy
 from generation.throttles import FreeEndpointThrottle
 
-from generation.safety import policy
 from . import enhance_prompt
 from .vocabulary import get_vocabulary
 
@@ -51,12 +57,7 @@ class EnhanceView(RateLimitHeadersMixin, APIView):
         responses={200: OutputSerializer, **error_responses({400: "Invalid request, or CONTENT_POLICY_VIOLATION"})},
     )
     def post(self, request):
-        data = request.data
-        if not isinstance(data, dict):
-            raise ApiError(status_code=400, code="INVALID_REQUEST", message="Request body must be a JSON object")
-        unknown = sorted(set(data) - set(self.InputSerializer().fields))
-        if unknown:
-            raise ApiError(status_code=400, code="UNKNOWN_FIELD", message=f"Unknown field: {unknown[0]}")
+        data = json_object_with_known_fields(request.data, self.InputSerializer)
         serializer = self.InputSerializer(data=data)
         if not serializer.is_valid():
             if "prompt" in serializer.errors:

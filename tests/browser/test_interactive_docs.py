@@ -1,6 +1,6 @@
 """Swagger UI runs under our Content-Security-Policy with locally served assets.
 
-Until config/urls.py routes /api/docs/interactive/ to accounts.views.InteractiveDocsView (and
+Until config/urls.py routes /api/docs/interactive/ to dashboard.views.InteractiveDocsView (and
 serves the schema without a key), this test mounts both itself.
 """
 
@@ -10,7 +10,7 @@ from drf_spectacular.views import SpectacularAPIView
 from playwright.sync_api import expect
 from rest_framework.permissions import AllowAny
 
-from accounts.views import InteractiveDocsView
+from dashboard.views import InteractiveDocsView
 from config.urls import urlpatterns as site_urlpatterns
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.urls(__name__)]

@@ -12,9 +12,8 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from accounts.models import ApiKey
-
-from . import images
-from .models import Generation
+from generation import images
+from generation.models import Generation
 
 PAGE_SIZE = 25
 CHART_DAYS = 30  # shown when no date range is chosen

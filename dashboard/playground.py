@@ -1,12 +1,9 @@
-"""The dashboard's playground and usage history pages."""
+"""The playground: the API's own pipeline, limits and charge, for a signed-in user's session."""
 
 import dataclasses
-import datetime
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from drf_spectacular.utils import extend_schema
@@ -16,14 +13,13 @@ from rest_framework.renderers import TemplateHTMLRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.pages import owned_or_404, render_page
 from billing import ledger
-
-from . import enhance, history, pipeline
-from .safety import policy
-from .api import MAX_PROMPT_LENGTH, GenerateView, answer_for, parse_generate_request
-from .models import ORIENTATIONS, Generation
-from .throttles import FreeEndpointThrottle
+from generation import dispatch, enhance
+from generation.api import GenerateView, answer_for, parse_generate_request
+from generation.fields import MAX_PROMPT_LENGTH
+from generation.models import ORIENTATIONS
+from generation.safety import policy
+from generation.throttles import FreeEndpointThrottle
 
 
 def playground_body(form) -> dict:
@@ -65,8 +61,8 @@ class PlaygroundFragmentMixin:
 class PlaygroundGenerateView(PlaygroundFragmentMixin, GenerateView):
     """POST /playground/generate: the API's pipeline, limits and charge, for the user's session.
 
-    GenerateView's throttles bucket a keyless request per user, and its finalize_response gives
-    the daily quota back unless an image was delivered.
+    GenerateView's throttles bucket a keyless request per user and take its daily unit; the
+    generation adopts it (see generation.quota), as for an API request.
     """
 
     parser_classes = [PlaygroundFormParser]
@@ -75,11 +71,9 @@ class PlaygroundGenerateView(PlaygroundFragmentMixin, GenerateView):
     def post(self, request):
         # The playground always waits for its image (a Prefer: respond-async header changes nothing).
         params = dataclasses.replace(parse_generate_request(request), is_async=False, webhook_url="")
-        generation = pipeline.generate_and_wait(
-            user=request.user, api_key=None, params=params, request_id=request.request_id
-        )
+        generation = dispatch.generate_and_wait(user=request.user, api_key=None, params=params,
+                                                daily_unit=request.daily_unit, request_id=request.request_id)
         status, body = answer_for(generation, request=request)
-        request.image_delivered = status == 200
         return Response({"status": status, "body": body, "generation": generation,
                          "balance": ledger.balance(user=request.user)}, status=status)
 
@@ -118,36 +112,3 @@ def playground(request):
         "orientations": ORIENTATIONS,
         "max_prompt_length": MAX_PROMPT_LENGTH,
     })
-
-
-@login_required
-@require_GET
-def usage_history(request):
-    form = history.HistoryFilterForm(request.GET, user=request.user)
-    rows = history.filter_generations(user=request.user, **form.filters)
-    start, end = history.chart_range(**form.filters)
-    return render_page(request, "history/page.html", {
-        "form": form,
-        "page": Paginator(rows, history.PAGE_SIZE).get_page(request.GET.get("page")),
-        "charts": history.usage_charts(history.daily_totals(rows, start=start, end=end)),
-        "filtered": bool(form.filters),
-    }, partial="results")
-
-
-@login_required
-@require_GET
-def usage_history_csv(request):
-    form = history.HistoryFilterForm(request.GET, user=request.user)
-    rows = history.filter_generations(user=request.user, **form.filters)
-    response = StreamingHttpResponse(history.csv_lines(rows, request=request), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = (
-        f'attachment; filename="animeapi-history-{datetime.datetime.now(datetime.UTC):%Y-%m-%d}.csv"'
-    )
-    return response
-
-
-@login_required
-@require_GET
-def generation_detail(request, generation_id):
-    generation = owned_or_404(Generation.objects.select_related("api_key"), user=request.user, pk=generation_id)
-    return render(request, "history/detail.html", {"generation": generation})

@@ -1,6 +1,10 @@
-"""The dashboard's pages: landing, dashboard, API keys, API docs."""
+"""The dashboard's pages: landing, dashboard, API keys, usage history, API docs."""
+
+import datetime
 
 from django.conf import settings
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
@@ -10,13 +14,13 @@ from django.views.decorators.http import require_GET, require_http_methods
 from drf_spectacular.views import SpectacularSwaggerSplitView
 from rest_framework.permissions import AllowAny
 
-from generation.models import ORIENTATIONS
+from accounts.apikeys import TooManyKeys, create_api_key, revoke_api_key, rotate_webhook_secret, set_key_limits
+from accounts.forms import ApiKeyForm, KeyLimitsForm
+from accounts.models import ApiKey
+from generation.models import ORIENTATIONS, Generation
 
-from . import apidocs
-from .apikeys import TooManyKeys, create_api_key, revoke_api_key
-from .forms import ApiKeyForm, KeyLimitsForm
-from .key_limits import limits_summary, rotate_webhook_secret, set_key_limits, spent_today_usd
-from .models import ApiKey
+from . import apidocs, history
+from .key_limits import limits_summary, spent_today_usd
 from .pages import dashboard_summary, owned_or_404, public_base_url, render_page
 
 REVOKED_KEYS_SHOWN = 20
@@ -140,3 +144,36 @@ class InteractiveDocsView(SpectacularSwaggerSplitView):
             "style-src 'self'", "style-src 'self' 'unsafe-inline'"
         )
         return response
+
+
+@login_required
+@require_GET
+def usage_history(request):
+    form = history.HistoryFilterForm(request.GET, user=request.user)
+    rows = history.filter_generations(user=request.user, **form.filters)
+    start, end = history.chart_range(**form.filters)
+    return render_page(request, "history/page.html", {
+        "form": form,
+        "page": Paginator(rows, history.PAGE_SIZE).get_page(request.GET.get("page")),
+        "charts": history.usage_charts(history.daily_totals(rows, start=start, end=end)),
+        "filtered": bool(form.filters),
+    }, partial="results")
+
+
+@login_required
+@require_GET
+def usage_history_csv(request):
+    form = history.HistoryFilterForm(request.GET, user=request.user)
+    rows = history.filter_generations(user=request.user, **form.filters)
+    response = StreamingHttpResponse(history.csv_lines(rows, request=request), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = (
+        f'attachment; filename="animeapi-history-{datetime.datetime.now(datetime.UTC):%Y-%m-%d}.csv"'
+    )
+    return response
+
+
+@login_required
+@require_GET
+def generation_detail(request, generation_id):
+    generation = owned_or_404(Generation.objects.select_related("api_key"), user=request.user, pk=generation_id)
+    return render(request, "history/detail.html", {"generation": generation})

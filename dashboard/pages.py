@@ -11,11 +11,10 @@ from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 
+from accounts.models import ApiKey
 from billing import ledger
 from generation import limits
 from generation.models import Generation
-
-from .models import ApiKey
 
 RECENT_GENERATIONS = 6
 KEYS_AT_A_GLANCE = 5

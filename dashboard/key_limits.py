@@ -1,4 +1,4 @@
-"""What a user sets on the API keys page: each key's limits, and the secret that signs their webhooks."""
+"""How the API keys page shows each key's limits and what it spent."""
 
 import datetime
 from decimal import Decimal
@@ -6,28 +6,10 @@ from decimal import Decimal
 from django.db.models import Sum
 from django.utils import dateformat, timezone
 
+from accounts.models import ApiKey
 from generation.models import Generation
 
-from .models import ApiKey, User, new_webhook_secret
 from .templatetags.animeapi import usd
-
-LIMIT_FIELDS = ("spend_cap_daily_usd", "spend_cap_total_usd", "expires_at", "allowed_networks")
-
-
-def set_key_limits(*, api_key: ApiKey, **limits) -> bool:
-    """Store `limits` (any of LIMIT_FIELDS) on a live key; False when the key was revoked meanwhile.
-
-    An UPDATE of these columns only: `save()` would also write back the spent_total_usd read with
-    the row and undo the charges counted since.
-    """
-    unknown = set(limits) - set(LIMIT_FIELDS)
-    if unknown:
-        raise TypeError(f"not a key limit: {', '.join(sorted(unknown))}")
-    updated = ApiKey.objects.live().filter(pk=api_key.pk).update(**limits)
-    for field, value in limits.items():
-        setattr(api_key, field, value)
-    return bool(updated)
-
 
 def spent_today_usd(*, api_key: ApiKey) -> Decimal:
     """What the key has spent since midnight UTC, the window of its daily cap.
@@ -66,14 +48,3 @@ def _short_date(moment: datetime.datetime) -> str:
     moment = moment.astimezone(datetime.UTC)
     same_year = moment.year == timezone.now().astimezone(datetime.UTC).year
     return dateformat.format(moment, "M j" if same_year else "M j, Y")
-
-
-def rotate_webhook_secret(*, user: User) -> str:
-    """Give the user a new webhook secret and return it; the old one signs nothing from now on.
-
-    Deliveries read the secret when they are sent, so retries of earlier webhooks use the new one.
-    """
-    secret = new_webhook_secret()
-    User.objects.filter(pk=user.pk).update(webhook_secret=secret)
-    user.webhook_secret = secret
-    return secret

@@ -1,0 +1,106 @@
+"""The web side of a generation: charge, hand the work to a worker, wait (or not), answer.
+
+Sync requests wait for the worker's outcome (queue `generate`); async ones (202) are queued and
+left to the worker, the webhook and the stale-generation sweep. Whatever goes wrong on this side
+(the broker down, the deadline passed, no outcome) fails the row through charging.fail_generation,
+which refunds and gives the daily unit back once, whoever gets there first.
+"""
+
+import logging
+import time
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from config.metrics import GENERATION_SECONDS
+
+from . import quota
+from .charging import GenerationParams, fail_generation, on_a_live_connection, start_generation
+from .models import Generation
+from .tasks import run_generation_task
+
+log = logging.getLogger(__name__)
+Status = Generation.Status
+
+# After the deadline, how long the web waits for the worker to record the outcome itself.
+WAIT_GRACE_S = 2.0
+
+
+def submit_generation(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
+                      request_id: str = "", base_url: str = "") -> Generation:
+    """Charge and queue, without waiting (async jobs): the worker finishes the row."""
+    generation = start_generation(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
+                                  request_id=request_id, base_url=base_url)
+    if generation.status == Status.FAILED:
+        return generation
+    try:
+        run_generation_task.apply_async(args=[str(generation.id), time.time() + settings.GENERATION_TIMEOUT_S],
+                                        **_time_limits())
+    except Exception as exc:
+        log.exception("could not queue generation %s", generation.id)
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
+        generation.refresh_from_db()
+    return generation
+
+
+def generate_and_wait(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
+                      request_id: str = "") -> Generation:
+    """Charge, hand the work to a worker, wait for it, return the final row.
+
+    The returned instance carries `balance_after`: the user's balance right after the charge.
+    """
+    started = time.perf_counter()
+    generation = start_generation(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
+                                  request_id=request_id)
+    if generation.status == Status.FAILED:
+        return generation
+    deadline_at = time.time() + settings.GENERATION_TIMEOUT_S
+    outcome = {}
+    try:
+        result = run_generation_task.apply_async(args=[str(generation.id), deadline_at], **_time_limits())
+        if not result.ready() and not connection.in_atomic_block:
+            # Seconds of waiting on a GPU must not hold a database connection: give it back to
+            # the pool, so a web node's many waiting requests share a few connections.
+            connection.close()
+        outcome = result.get(timeout=settings.GENERATION_TIMEOUT_S + WAIT_GRACE_S, propagate=False,
+                             disable_sync_subtasks=False)
+    except CeleryTimeout:
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="timed out waiting for the worker")
+    except Exception as exc:  # the broker or result store is unreachable
+        log.exception("could not run generation %s", generation.id)
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
+    if isinstance(outcome, dict) and outcome.get("status") in (Status.SUCCEEDED, Status.FAILED):
+        for field, value in outcome.items():
+            setattr(generation, field, value)
+    else:
+        # No outcome came back (a timeout, a dead worker, a redelivered task): the row decides,
+        # and anything still unfinished is failed and refunded here.
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="no outcome recorded")
+        on_a_live_connection(generation.refresh_from_db)
+    generation.total_ms = int((time.perf_counter() - started) * 1000)
+    try:
+        on_a_live_connection(lambda: Generation.objects.filter(pk=generation.pk).update(total_ms=generation.total_ms))
+    except DatabaseError:
+        # A timing, not money: the image and its charge stand, and the answer must go out (a
+        # 503 here would invite a retry that charges again).
+        log.warning("could not record total_ms of %s", generation.pk)
+    _observe(generation)
+    return generation
+
+
+def _observe(generation: Generation) -> None:
+    for stage, ms in (("queue", generation.queue_ms), ("generate", generation.generate_ms), ("total", generation.total_ms)):
+        if ms is not None:
+            GENERATION_SECONDS.labels(generation.backend, stage).observe(ms / 1000)
+
+
+def _time_limits() -> dict:
+    """Per message, so they follow GENERATION_TIMEOUT_S as the sender has it (Celery puts a
+    task's limits in each message). A backend hanging past the deadline is interrupted (soft),
+    then its worker process killed (hard), which frees the GPU; the charge is refunded either way
+    (by the pipeline, the waiting web process, or the stale-generation beat task). Prefork only."""
+    return {
+        "soft_time_limit": settings.GENERATION_TIMEOUT_S + settings.GENERATION_SOFT_LIMIT_MARGIN_S,
+        "time_limit": settings.GENERATION_TIMEOUT_S + settings.GENERATION_HARD_LIMIT_MARGIN_S,
+    }

@@ -1,0 +1,67 @@
+"""What every JSON endpoint of the API shares: strict field types, the refusal of unknown fields,
+and the error shape with the errors any endpoint behind a key can answer (for the schema)."""
+
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from rest_framework import serializers
+
+from config.errors import ApiError
+
+MAX_PROMPT_LENGTH = 1000  # characters, after trimming (the reference's limit)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """JSON true/false only: "false" or 0 are type errors, not quiet truths."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        self.fail("invalid", input=data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only: numbers and lists are type errors, not silently stringified."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only: "42", 4.2 and true are type errors."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def json_object_with_known_fields(data, serializer_class) -> dict:
+    """The body as a dict whose keys the serializer knows. Unknown fields are refused, not
+    ignored: a misspelt "allowNsfw": false must not quietly allow NSFW."""
+    if not isinstance(data, dict):
+        raise ApiError(status_code=400, code="INVALID_REQUEST", message="Request body must be a JSON object")
+    unknown = sorted(set(data) - set(serializer_class().fields))
+    if unknown:
+        raise ApiError(status_code=400, code="UNKNOWN_FIELD", message=f"Unknown field: {unknown[0]}")
+    return data
+
+
+ErrorOutput = inline_serializer("Error", {
+    "error": serializers.CharField(), "code": serializers.CharField(), "request_id": serializers.CharField(),
+    "retryable": serializers.BooleanField(), "doc_url": serializers.URLField(),
+})
+
+# What any endpoint behind an API key can answer, whatever it does.
+COMMON_ERRORS = {
+    401: "Invalid, missing, expired or revoked API key",
+    403: "The key's IP allow-list does not include this address",
+    429: "Rate limit exceeded",
+    503: "Temporarily unavailable (retry after Retry-After)",
+}
+
+
+def error_responses(errors: dict[int, str]) -> dict:
+    """OpenAPI responses for an operation's own errors plus COMMON_ERRORS, all in the error shape."""
+    merged = {**COMMON_ERRORS, **errors}
+    return {status: OpenApiResponse(ErrorOutput, description=merged[status]) for status in sorted(merged)}

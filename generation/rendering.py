@@ -1,0 +1,162 @@
+"""What a worker runs for one generation: enhance -> backend -> safety -> WEBP -> XMP -> store.
+
+Safe to run twice for one id: only the first claim of the PENDING row does anything. Any failure
+is handed to charging.fail_generation (refund, daily unit back); a success that arrives after
+the row was failed by someone else (the web side's deadline) deletes its image.
+"""
+
+import logging
+import time
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from . import enhance, images, safety, xmp
+from .backends import get_backend
+from .backends.base import BackendError, ImageRequest
+from .charging import fail_generation, new_seed, on_a_live_connection
+from .models import Generation
+from .safety import policy
+
+log = logging.getLogger(__name__)
+Status = Generation.Status
+
+
+class NsfwContentBlocked(Exception):
+    def __init__(self, backend_cost_usd=None):
+        super().__init__("flagged twice")
+        self.backend_cost_usd = backend_cost_usd
+
+
+def run_generation(*, generation_id, deadline_at: float) -> dict:
+    """Claim and render one generation. `deadline_at` is a Unix time: the API's deadline, queue
+    time included. Returns the outcome (the row's final fields) so a waiting web process needs no
+    extra query to answer; {} when this call had nothing to do."""
+    claimed = Generation.objects.filter(pk=generation_id, status=Status.PENDING).update(
+        status=Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return {}
+    generation = Generation.objects.get(pk=generation_id)
+    deadline = time.monotonic() + (deadline_at - time.time())
+    outcome = {"queue_ms": _ms(generation.started_at - generation.created_at)}
+    try:
+        outcome["enhanced_prompt"], outcome["negative_prompt"] = _backend_prompts(generation)
+        request = ImageRequest(
+            prompt=outcome["enhanced_prompt"], negative_prompt=outcome["negative_prompt"],
+            width=generation.width, height=generation.height, allow_nsfw=generation.allow_nsfw,
+            seed=generation.seed, request_id=generation.request_id,
+        )
+        started = time.perf_counter()
+        # This process's configuration decides (web nodes need no backend credentials when
+        # workers render); test keys always get the preview.
+        backend_name = "preview" if generation.is_test else settings.GENERATION_BACKEND
+        outcome["backend"] = backend_name
+        if not connection.in_atomic_block:
+            # Seconds of backend work need no database connection: hand it back to the pool,
+            # so many concurrent generations share a few connections.
+            connection.close()
+        image = _generate_checked(get_backend(backend_name), request, deadline=deadline)
+        outcome["generate_ms"] = _ms_since(started)
+        data = images.to_webp(image.data, width=generation.width, height=generation.height)
+        data = xmp.embed_xmp(data, _generation_xmp(generation, outcome, image), width=generation.width,
+                             height=generation.height)
+        name = images.store_image(data)
+    except Exception as exc:
+        code, detail = _failure(exc, generation)
+        if isinstance(exc, NsfwContentBlocked):
+            outcome["backend_cost_usd"] = exc.backend_cost_usd
+        fail_generation(generation_id=generation_id, code=code, detail=detail, **outcome)
+        outcome.pop("backend_cost_usd", None)  # Decimal: not for the JSON result
+        return {**outcome, "status": Status.FAILED, "error_code": code}
+
+    outcome.update(status=Status.SUCCEEDED, image=name, seed=image.seed, model=image.model)
+    if generation.is_async:
+        # Nobody waits in a web process to measure it: the worker's view of request to finish.
+        outcome["total_ms"] = _ms(timezone.now() - generation.created_at)
+    finished = on_a_live_connection(lambda: Generation.objects.filter(pk=generation_id, status=Status.RUNNING).update(
+        **outcome, backend_cost_usd=image.cost_usd, details=image.details, finished_at=timezone.now(),
+    ))
+    if not finished:
+        # The web side timed out and refunded meanwhile: nobody will ever be shown this image.
+        images.delete_image(name)
+        return {}
+    return outcome
+
+
+def _backend_prompts(generation: Generation) -> tuple[str, str]:
+    """The positive and negative prompts the backend gets. The content policy checked the user's
+    prompt at the door; here it checks what the enhancer made of it (an LLM may add anything)."""
+    if generation.enhance:
+        enhanced = enhance.enhance_prompt(generation.prompt, allow_nsfw=generation.allow_nsfw)
+        return (policy.checked_enhancement(prompt=generation.prompt, enhanced=enhanced.prompt),
+                enhanced.negative_prompt)
+    policy.enforce(generation.prompt)
+    # allowNSFW: false is a promise even for a prompt sent as written.
+    prompt = generation.prompt if generation.allow_nsfw else policy.without_sexual_terms(generation.prompt)
+    return prompt, enhance.negative_prompt(allow_nsfw=generation.allow_nsfw)
+
+
+def _total_cost(*images_):
+    costs = [image.cost_usd for image in images_ if image.cost_usd is not None]
+    return sum(costs) if costs else None
+
+
+def _generate_checked(backend, request: ImageRequest, *, deadline: float):
+    """One image that passes the safety check; a flagged one is retried once with a new seed.
+    The backend's cost covers every image it made for us, the withheld ones too."""
+    image = backend.generate(request, deadline=deadline)
+    if request.allow_nsfw or not safety.is_flagged(image):
+        return image
+    log.info("image flagged as NSFW with allowNSFW=false; retrying with a new seed")
+    retry = ImageRequest(**{**request.__dict__, "seed": new_seed()})
+    second = backend.generate(retry, deadline=deadline)
+    if safety.is_flagged(second):
+        raise NsfwContentBlocked(backend_cost_usd=_total_cost(image, second))
+    second.cost_usd = _total_cost(image, second)
+    return second
+
+
+def _generation_xmp(generation: Generation, outcome: dict, image) -> bytes:
+    """The parameters that made the image, so the file itself says how to make it again."""
+    return xmp.build_xmp({
+        "prompt": outcome["enhanced_prompt"],
+        "negativePrompt": outcome["negative_prompt"],
+        "model": image.model,
+        "seed": image.seed,
+        "steps": image.details.get("steps", ""),
+        "cfgScale": image.details.get("CFGScale", ""),
+        "scheduler": image.details.get("scheduler", ""),
+        "width": generation.width,
+        "height": generation.height,
+        "backend": outcome["backend"],
+        "generationId": str(generation.id),
+    })
+
+
+def _failure(exc: Exception, generation: Generation) -> tuple[str, str]:
+    """The API's error code and the admin-only detail for an exception of the pipeline."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return "GENERATION_FAILED", "timed out: the task's time limit interrupted the backend"
+    if isinstance(exc, NsfwContentBlocked):
+        return "NSFW_CONTENT_BLOCKED", "flagged twice"
+    if isinstance(exc, policy.ContentPolicyViolation):
+        policy.record_refusal(generation.prompt, verdict=exc.verdict, user=generation.user,
+                              api_key=generation.api_key, endpoint="worker")
+        return exc.code, f"the enhanced prompt broke the content policy ({exc.verdict.minor_term} + {exc.verdict.sexual_term})"
+    if isinstance(exc, BackendError):
+        return "GENERATION_FAILED", exc.detail + (f" [{exc.provider_code}]" if exc.provider_code else "")
+    if isinstance(exc, images.InvalidImage):
+        return "GENERATION_FAILED", f"invalid image: {exc}"
+    log.exception("generation %s crashed", generation.pk)
+    return "GENERATION_FAILED", f"{type(exc).__name__}: {exc}"
+
+
+def _ms(delta) -> int:
+    return max(0, int(delta.total_seconds() * 1000))
+
+
+def _ms_since(perf_start: float) -> int:
+    return int((time.perf_counter() - perf_start) * 1000)
