@@ -172,6 +172,8 @@ def stopped_reason(*, code: str, amount: Decimal) -> str:
         why = "your card needs you to confirm each payment"
     elif code == "no_saved_card":
         why = "there is no saved card"
+    elif code == "stripe_unavailable":
+        why = "our payment provider could not be reached"
     else:
         why = "your card was declined"
     return f"Auto-recharge of ${amount:.2f} failed and is now off: {why}. Update your card and turn it back on."
@@ -188,12 +190,21 @@ def start_auto_recharge(*, user_id: int) -> int | None:
     return recharge.pk if recharge else None
 
 
-# StripeUnavailable leaves the row PENDING: the retry sends the same idempotency key. Stripe keeps
-# keys for 24 hours; the backoff stays far inside that.
-@shared_task(name="billing.autorecharge.charge", autoretry_for=(stripe.StripeUnavailable, OSError),
-             retry_backoff=10, retry_backoff_max=600, max_retries=8)
-def charge_auto_recharge(*, recharge_id: int) -> str:
-    return charge_recharge(recharge_id=recharge_id).status
+@shared_task(bind=True, name="billing.autorecharge.charge", autoretry_for=(OSError,), retry_backoff=10,
+             max_retries=8)
+def charge_auto_recharge(self, *, recharge_id: int) -> str:
+    try:
+        return charge_recharge(recharge_id=recharge_id).status
+    except stripe.StripeUnavailable as exc:
+        # The row stays PENDING and the retry sends the same idempotency key; Stripe keeps keys for
+        # 24 hours and these retries end within about an hour.
+        if self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=min(600, 10 * 2**self.request.retries)) from exc
+        # Giving up must not leave a PENDING row blocking every later recharge. Should Stripe have
+        # charged after all, its payment_intent.succeeded webhook still credits the money.
+        record_failure(recharge_id=recharge_id, payment_intent_id="", code="stripe_unavailable",
+                       message=f"Stripe could not be reached: {exc}")
+        return Recharge.objects.get(pk=recharge_id).status
 
 
 @shared_task(name="billing.autorecharge.send_stopped", autoretry_for=(OSError,), retry_backoff=30, max_retries=5)

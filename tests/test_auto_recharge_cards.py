@@ -8,9 +8,10 @@ from decimal import Decimal
 from http import HTTPStatus
 
 import pytest
+from django.core import mail
 from django.test import Client
 
-from billing import ledger
+from billing import autorecharge, ledger
 from billing.models import AutoRecharge, LedgerEntry, Recharge, StripeCustomer, StripeEvent, Wallet
 from tests.conftest import make_user
 from tests.test_stripe_standin import (  # noqa: F401  (fixtures: stripe_api, fast_password_hashing)
@@ -231,3 +232,28 @@ def test_admin_shows_saved_cards_as_brand_and_last4_only(alice, admin_client):
     assert "4242" in cards_page and "01/2030" in cards_page
     assert "pm_secretish" not in cards_page and "pm_secretish" not in detail
     assert "card_declined" in recharges
+
+
+def test_a_recharge_stripe_never_answers_fails_after_the_last_retry_instead_of_blocking_the_next(
+    alice, stripe_api, django_capture_on_commit_callbacks
+):
+    StripeCustomer.objects.create(user=alice, customer_id="cus_test_1", payment_method_id="pm_card_alice",
+                                  card_brand="visa", card_last4="4242", card_exp_month=1, card_exp_year=2030)
+    AutoRecharge.objects.create(user=alice, enabled=True, threshold=Decimal("2"), amount=Decimal("5"),
+                                monthly_cap=Decimal("50"))
+    recharge = Recharge.objects.create(user=alice, amount=Decimal("5"))  # the stand-in has no PaymentIntents route
+
+    # Eager mode runs each retry at once instead of after its countdown.
+    with django_capture_on_commit_callbacks(execute=True):
+        result = autorecharge.charge_auto_recharge.apply(kwargs={"recharge_id": recharge.pk})
+
+    sent = stripe_api.requests_to("POST", "/v1/payment_intents")
+    assert len(sent) == 1 + autorecharge.charge_auto_recharge.max_retries
+    assert {r.headers["idempotency-key"] for r in sent} == {f"auto-recharge:{recharge.pk}"}
+    assert result.result == Recharge.Status.FAILED
+    recharge.refresh_from_db()
+    assert recharge.failure_code == "stripe_unavailable"
+    assert not AutoRecharge.objects.get(user=alice).enabled
+    assert [m.subject for m in mail.outbox] == ["Your AnimeAPI auto-recharge failed"]
+    # Nothing in flight any more: a later recharge is not blocked.
+    assert not Recharge.objects.filter(user=alice, status__in=Recharge.IN_FLIGHT).exists()
