@@ -13,7 +13,6 @@ from django.test import Client
 
 from billing import autorecharge, ledger
 from billing.models import AutoRecharge, LedgerEntry, Recharge, StripeCustomer, StripeEvent, Wallet
-from tests.conftest import make_user
 from tests.test_stripe_standin import (  # noqa: F401  (fixtures: stripe_api, fast_password_hashing)
     WEBHOOK_URL,
     checkout_session,
