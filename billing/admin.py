@@ -9,7 +9,7 @@ from django.shortcuts import render
 from django.utils.html import format_html
 
 from . import ledger
-from .models import AccountFlag, LedgerEntry, StripeEvent, TopUp, Wallet
+from .models import AccountFlag, AutoRecharge, LedgerEntry, Recharge, StripeCustomer, StripeEvent, TopUp, Wallet
 
 
 class AdjustmentForm(forms.Form):
@@ -78,7 +78,8 @@ class WalletAdmin(SavesEditedFieldsOnly, admin.ModelAdmin):
 
     list_display = ["user", "balance", "low_balance_threshold", "updated_at"]
     search_fields = ["user__email"]
-    readonly_fields = ["user", "balance", "updated_at"]
+    # auto_recharge_below mirrors the owner's auto-recharge settings (billing.autorecharge keeps it).
+    readonly_fields = ["user", "balance", "auto_recharge_below", "updated_at"]
     list_select_related = ["user"]
     actions = ["adjust_balance"]
 
@@ -143,5 +144,39 @@ class AccountFlagAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "user", "reason", "reference", "detail", "closed_at", "resolution"]
     list_filter = ["reason", ("closed_at", admin.EmptyFieldListFilter), "resolution", "created_at"]
     search_fields = ["user__email", "reference", "detail"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(StripeCustomer)
+class StripeCustomerAdmin(ReadOnlyAdmin):
+    """Saved cards: only brand, last four and expiry are ever stored or shown."""
+
+    list_display = ["user", "customer_id", "card_brand", "card_last4", "card_expiry", "card_saved_at"]
+    search_fields = ["user__email", "customer_id"]
+    list_select_related = ["user"]
+    fields = ["user", "customer_id", "card_brand", "card_last4", "card_expiry", "card_saved_at"]
+    readonly_fields = fields
+
+    @admin.display(description="Expires")
+    def card_expiry(self, obj):
+        return f"{obj.card_exp_month:02d}/{obj.card_exp_year}" if obj.card_exp_month else "—"
+
+
+@admin.register(AutoRecharge)
+class AutoRechargeAdmin(ReadOnlyAdmin):
+    list_display = ["user", "enabled", "threshold", "amount", "monthly_cap", "stopped_reason", "updated_at"]
+    list_filter = ["enabled"]
+    search_fields = ["user__email"]
+    list_select_related = ["user"]
+
+
+@admin.register(Recharge)
+class RechargeAdmin(ReadOnlyAdmin):
+    """Every auto-recharge attempt and what came of it."""
+
+    list_display = ["created_at", "user", "amount", "status", "payment_intent_id", "failure_code", "finished_at"]
+    list_filter = ["status", "created_at"]
+    search_fields = ["user__email", "payment_intent_id", "failure_code"]
     list_select_related = ["user"]
     date_hierarchy = "created_at"

@@ -9,7 +9,7 @@ from decimal import Decimal
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 
-from . import alerts
+from . import alerts, autorecharge
 from .models import LedgerEntry, Wallet
 
 Kind = LedgerEntry.Kind
@@ -34,13 +34,14 @@ def _add_to_wallet(*, user, amount: Decimal, require_funds: bool) -> Decimal | N
     """Move the cached balance by `amount` in one statement; the new balance, or None when
     `require_funds` and the balance does not cover it (the conditional UPDATE is what makes two
     concurrent spenders unable to take the same cent). A drop is passed to billing.alerts with
-    the before and after of this very statement, so a crossing is seen exactly once."""
+    the before and after of this very statement, so a crossing is seen exactly once; so is
+    billing.autorecharge, for the auto-recharge threshold."""
     condition = " AND balance >= %s" if require_funds else ""
     params = [amount, user.pk] + ([-amount] if require_funds else [])
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE billing_wallet SET balance = balance + %s, updated_at = CURRENT_TIMESTAMP "
-            f"WHERE user_id = %s{condition} RETURNING balance, low_balance_threshold",
+            f"WHERE user_id = %s{condition} RETURNING balance, low_balance_threshold, auto_recharge_below",
             params,
         )
         row = cursor.fetchone()
@@ -54,6 +55,8 @@ def _add_to_wallet(*, user, amount: Decimal, require_funds: bool) -> Decimal | N
     if amount < 0:
         alerts.notice_drop(user_id=user.pk, before=balance - amount, after=balance,
                            threshold=None if row[1] is None else _as_usd(str(row[1])))
+        autorecharge.notice_drop(user_id=user.pk, before=balance - amount, after=balance,
+                                 below=None if row[2] is None else _as_usd(str(row[2])))
     return balance
 
 

@@ -20,6 +20,11 @@ class Wallet(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # The owner's alert level: falling below it sends one e-mail per crossing (billing.alerts).
     low_balance_threshold = models.DecimalField(**MONEY, null=True, blank=True, help_text="USD; empty: no alert")
+    # A copy of AutoRecharge.threshold while auto-recharge is on and a card is saved, NULL otherwise
+    # (billing.autorecharge keeps it): the wallet UPDATE returns it, so judging a crossing costs no query.
+    auto_recharge_below = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="USD; empty: auto-recharge off or no saved card"
+    )
 
     def __str__(self):
         return f"{self.user} ${self.balance}"
@@ -42,6 +47,7 @@ class LedgerEntry(models.Model):
         PAYMENT_REFUND = "payment_refund", "Payment refunded"
         DISPUTE = "dispute", "Dispute"
         DISPUTE_WON = "dispute_won", "Dispute won"
+        AUTO_RECHARGE = "auto_recharge", "Auto-recharge"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -163,3 +169,100 @@ class AccountFlag(models.Model):
 
     def __str__(self):
         return f"{self.user}: {self.get_reason_display()} ({self.reference})"
+
+
+class StripeCustomer(models.Model):
+    """The user's Stripe Customer, created once, and the card saved on it for off-session charges.
+
+    Only what the billing page shows is kept about the card: brand, last four digits, expiry.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="stripe_customer")
+    customer_id = models.CharField(max_length=255, unique=True)
+    payment_method_id = models.CharField(max_length=255, blank=True, default="", help_text="Empty: no saved card")
+    card_brand = models.CharField(max_length=20, blank=True, default="")
+    card_last4 = models.CharField(max_length=4, blank=True, default="")
+    card_exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    card_exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    card_saved_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"{self.user} {self.customer_id}"
+
+    @property
+    def has_card(self) -> bool:
+        return bool(self.payment_method_id)
+
+
+class AutoRecharge(models.Model):
+    """A user's auto-recharge settings: charge the saved card `amount` when the balance falls below
+    `threshold`, at most `monthly_cap` per calendar month (UTC)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="auto_recharge")
+    enabled = models.BooleanField(default=False)
+    threshold = models.DecimalField(**MONEY, help_text="USD; recharge when the balance falls below this")
+    amount = models.DecimalField(**MONEY, help_text="USD charged to the saved card each time")
+    monthly_cap = models.DecimalField(**MONEY, help_text="USD; the most auto-recharge may charge per calendar month")
+    # Why we switched it off (a declined card, authentication needed); shown as a banner until the
+    # user saves settings or a card again.
+    stopped_reason = models.CharField(max_length=255, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # Stripe's smallest USD charge is $0.50; a zero or negative setting would be a bug.
+            models.CheckConstraint(condition=models.Q(amount__gt=0, threshold__gt=0, monthly_cap__gt=0),
+                                   name="auto_recharge_amounts_positive"),
+        ]
+
+    def __str__(self):
+        state = "on" if self.enabled else "off"
+        return f"{self.user}: {state}, ${self.amount} below ${self.threshold}"
+
+
+class Recharge(models.Model):
+    """One auto-recharge attempt: an off-session PaymentIntent on the saved card.
+
+    The row is written before Stripe is called and its id is the idempotency key, so a retried
+    task gets Stripe's first answer instead of a second charge. The money is the AUTO_RECHARGE
+    ledger entry whose reference is `payment_intent_id`, booked from Stripe's webhook only.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Recorded, Stripe not answered yet"
+        PROCESSING = "processing", "Charged, waiting for Stripe's confirmation"
+        SUCCEEDED = "succeeded", "Succeeded, credited"
+        FAILED = "failed", "Failed"
+        CAPPED = "capped", "Not charged: monthly cap reached"
+
+    IN_FLIGHT = (Status.PENDING, Status.PROCESSING)
+    # What counts against the monthly cap: everything that charged or may still charge.
+    COUNTS_AGAINST_CAP = (Status.PENDING, Status.PROCESSING, Status.SUCCEEDED)
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="recharges")
+    amount = models.DecimalField(**MONEY, help_text="USD")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    payment_intent_id = models.CharField(max_length=255, blank=True, default="")
+    failure_code = models.CharField(max_length=100, blank=True, default="")
+    failure_message = models.CharField(max_length=255, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The monthly cap sums a user's recharges since the first of the month.
+            models.Index(fields=["user", "created_at"], name="recharge_user_created"),
+        ]
+        constraints = [
+            # At most one recharge in flight per user, whatever races the trigger.
+            models.UniqueConstraint(fields=["user"], condition=models.Q(status__in=["pending", "processing"]),
+                                    name="recharge_one_in_flight_per_user"),
+            # Refunds and disputes find their recharge by payment intent.
+            models.UniqueConstraint(fields=["payment_intent_id"], condition=~models.Q(payment_intent_id=""),
+                                    name="recharge_payment_intent_unique"),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="recharge_amount_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} ${self.amount} {self.status} ({self.payment_intent_id or 'no intent'})"

@@ -18,6 +18,8 @@ from config.parsers import MAX_JSON_DEPTH, nesting_depth
 WEBHOOK_TOLERANCE_S = 300
 # Our metadata on every Checkout Session, so sessions made by anything else on the account are not mistaken for ours.
 TOPUP_PURPOSE = "animeapi_balance_topup"
+CARD_SETUP_PURPOSE = "animeapi_save_card"
+RECHARGE_PURPOSE = "animeapi_auto_recharge"
 
 
 class StripeNotConfigured(Exception):
@@ -39,6 +41,27 @@ class InvalidWebhook(Exception):
 class CheckoutSession:
     id: str
     url: str
+
+
+@dataclass(frozen=True)
+class SavedCard:
+    """What we keep of a card: never its number, only what the billing page shows."""
+
+    payment_method_id: str
+    brand: str
+    last4: str
+    exp_month: int | None
+    exp_year: int | None
+
+
+@dataclass(frozen=True)
+class OffSessionPayment:
+    """Stripe's answer to an off-session charge. `failure_code` is empty unless it failed now."""
+
+    payment_intent_id: str
+    status: str
+    failure_code: str = ""
+    failure_message: str = ""
 
 
 def is_configured() -> bool:
@@ -73,10 +96,28 @@ def _calls_stripe(function):
 
 
 @_calls_stripe
+def create_customer(*, user_id: int, email: str, idempotency_key: str) -> str:
+    customer = _client().v1.customers.create(
+        {"email": email, "metadata": {"user_id": str(user_id)}}, {"idempotency_key": idempotency_key}
+    )
+    return customer.id
+
+
+@_calls_stripe
 def create_checkout_session(
-    *, user_id: int, email: str, amount_cents: int, success_url: str, cancel_url: str, idempotency_key: str
+    *, user_id: int, email: str, amount_cents: int, success_url: str, cancel_url: str, idempotency_key: str,
+    save_card_for_customer: str = "",
 ) -> CheckoutSession:
+    """A Checkout payment; with save_card_for_customer (a Customer id) the card is kept for off-session use."""
     metadata = {"user_id": str(user_id), "purpose": TOPUP_PURPOSE}
+    payer = {"customer_email": email}
+    future_usage = {}
+    if save_card_for_customer:
+        # The webhook reads "save_card" to store the card once the payment is through.
+        metadata = {**metadata, "save_card": "1"}
+        payer = {"customer": save_card_for_customer}
+        future_usage = {"setup_future_usage": "off_session"}
+    payment_intent_data = {"metadata": metadata, **future_usage}
     session = _client().v1.checkout.sessions.create(
         {
             "mode": "payment",
@@ -92,14 +133,102 @@ def create_checkout_session(
             ],
             "client_reference_id": str(user_id),
             "metadata": metadata,
-            "payment_intent_data": {"metadata": metadata},
-            "customer_email": email,
+            "payment_intent_data": payment_intent_data,
+            **payer,
             "success_url": success_url,
             "cancel_url": cancel_url,
         },
         {"idempotency_key": idempotency_key},
     )
     return CheckoutSession(id=session.id, url=session.url)
+
+
+@_calls_stripe
+def create_card_setup_session(
+    *, user_id: int, customer_id: str, success_url: str, cancel_url: str, idempotency_key: str
+) -> CheckoutSession:
+    """Checkout in setup mode: the user enters a card, nothing is charged, the card is saved off-session."""
+    metadata = {"user_id": str(user_id), "purpose": CARD_SETUP_PURPOSE}
+    session = _client().v1.checkout.sessions.create(
+        {
+            "mode": "setup",
+            "customer": customer_id,
+            "payment_method_types": ["card"],
+            "client_reference_id": str(user_id),
+            "metadata": metadata,
+            "setup_intent_data": {"metadata": metadata},
+            "success_url": success_url,
+            "cancel_url": cancel_url,
+        },
+        {"idempotency_key": idempotency_key},
+    )
+    return CheckoutSession(id=session.id, url=session.url)
+
+
+def _saved_card(payment_method: dict | None) -> SavedCard | None:
+    if not isinstance(payment_method, dict) or payment_method.get("type") != "card":
+        return None
+    card = payment_method.get("card") or {}
+    return SavedCard(
+        payment_method_id=payment_method["id"], brand=str(card.get("brand") or "card"),
+        last4=str(card.get("last4") or ""), exp_month=card.get("exp_month"), exp_year=card.get("exp_year"),
+    )
+
+
+@_calls_stripe
+def card_of_setup_intent(*, setup_intent_id: str) -> tuple[str, SavedCard | None]:
+    """The SetupIntent's status and the card it set up."""
+    intent = _client().v1.setup_intents.retrieve(setup_intent_id, {"expand": ["payment_method"]}).to_dict()
+    return intent.get("status") or "", _saved_card(intent.get("payment_method"))
+
+
+@_calls_stripe
+def card_of_payment_intent(*, payment_intent_id: str) -> SavedCard | None:
+    intent = _client().v1.payment_intents.retrieve(payment_intent_id, {"expand": ["payment_method"]}).to_dict()
+    return _saved_card(intent.get("payment_method"))
+
+
+@_calls_stripe
+def detach_payment_method(*, payment_method_id: str) -> None:
+    _client().v1.payment_methods.detach(payment_method_id)
+
+
+def charge_saved_card(
+    *, customer_id: str, payment_method_id: str, amount_cents: int, metadata: dict, idempotency_key: str
+) -> OffSessionPayment:
+    """Create and confirm an off-session PaymentIntent. A declined card or one that needs its
+    holder (3-D Secure) is an answer, not an exception; StripeUnavailable means try again with the
+    same idempotency key."""
+    try:
+        intent = _client().v1.payment_intents.create(
+            {
+                "amount": amount_cents,
+                "currency": "usd",
+                "customer": customer_id,
+                "payment_method": payment_method_id,
+                "confirm": True,
+                "off_session": True,
+                "metadata": metadata,
+            },
+            {"idempotency_key": idempotency_key},
+        ).to_dict()
+    except stripe.CardError as exc:
+        # Stripe puts the failed PaymentIntent in the error; a fake may not.
+        intent = (exc.json_body or {}).get("error", {}).get("payment_intent") or {}
+        return OffSessionPayment(
+            payment_intent_id=intent.get("id") or "", status=intent.get("status") or "requires_payment_method",
+            failure_code=exc.code or "card_declined", failure_message=exc.user_message or str(exc),
+        )
+    except stripe.StripeError as exc:
+        raise StripeUnavailable(str(exc)) from exc
+    if intent.get("status") == "requires_action":
+        # Stripe answers a card that needs its holder with an error when off_session is set; some
+        # API versions and fakes answer with this status instead. Either way nobody is there to act.
+        return OffSessionPayment(
+            payment_intent_id=intent["id"], status=intent["status"], failure_code="authentication_required",
+            failure_message="Your card needs you to confirm this payment.",
+        )
+    return OffSessionPayment(payment_intent_id=intent["id"], status=intent.get("status") or "")
 
 
 def verify_webhook(*, payload: bytes, signature: str | None) -> dict:

@@ -5,6 +5,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 
+# Auto-recharge's tasks live beside its logic; imported here so the worker's autodiscovery registers them.
+from .autorecharge import charge_auto_recharge, send_auto_recharge_stopped, start_auto_recharge  # noqa: F401
+
 SUBJECTS = {
     "low": "Your AnimeAPI balance is running low",
     "empty": "Your AnimeAPI balance has run out",

@@ -6,6 +6,8 @@ deliveries, the reconcile command), each cent is booked once:
 - a paid Checkout Session: TOPUP, reference = the session id
 - a refund of its charge: PAYMENT_REFUND, reference = the refund id
 - a dispute: DISPUTE, reference = the dispute id; a won dispute: DISPUTE_WON, "<dispute id>:won"
+- a succeeded auto-recharge (billing.autorecharge): AUTO_RECHARGE, reference = the payment intent id;
+  its refunds and disputes are booked exactly like a top-up's
 
 The functions take Stripe objects as plain dicts (from a webhook event or billing.stripe) and
 return a Result for the event log. Stripe calls never run inside a database transaction.
@@ -23,8 +25,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from . import ledger, stripe
-from .models import AccountFlag, StripeEvent, TopUp
+from . import autorecharge, cards, ledger, stripe
+from .models import AccountFlag, Recharge, StripeEvent, TopUp
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +68,20 @@ def cents_from_usd(amount: Decimal) -> int:
 
 
 def start_topup(
-    *, user, amount: Decimal, request_token: uuid.UUID, success_url: str, cancel_url: str
+    *, user, amount: Decimal, request_token: uuid.UUID, success_url: str, cancel_url: str, save_card: bool = False
 ) -> stripe.CheckoutSession:
-    """Create the Checkout Session and remember it. A resubmitted form (same token) gets the same session."""
+    """Create the Checkout Session and remember it. A resubmitted form (same token) gets the same
+    session. With save_card the card is kept on the user's Stripe Customer for auto-recharge."""
     amount_cents = cents_from_usd(amount)
+    customer_id = cards.customer_of(user=user).customer_id if save_card else ""
     session = stripe.create_checkout_session(
         user_id=user.pk,
         email=user.email,
         amount_cents=amount_cents,
         success_url=success_url,
         cancel_url=cancel_url,
-        idempotency_key=f"topup:{user.pk}:{request_token}:{amount_cents}",
+        idempotency_key=f"topup:{user.pk}:{request_token}:{amount_cents}" + (":save-card" if save_card else ""),
+        save_card_for_customer=customer_id,
     )
     # get_or_create: a resubmission returns the same session, and a webhook may have recorded it first.
     TopUp.objects.get_or_create(checkout_session_id=session.id, defaults={"user": user, "amount": amount})
@@ -107,7 +112,72 @@ def book_paid_session(*, session: dict) -> Result:
     except ledger.DuplicateReference:
         return Result(Outcome.ALREADY_BOOKED, f"{session['id']} was already credited")
     _store_receipt_url(topup_id=topup.pk, payment_intent_id=payment_intent_id)
-    return Result(Outcome.BOOKED, f"credited ${amount} to {topup.user} for {session['id']}")
+    saved = _save_card_of_paid_session(session=session, user=topup.user, payment_intent_id=payment_intent_id)
+    return Result(Outcome.BOOKED, f"credited ${amount} to {topup.user} for {session['id']}{saved}")
+
+
+def checkout_session_completed(*, session: dict) -> Result:
+    """checkout.session.completed: a top-up paid, or (setup mode) a card entered to be saved."""
+    if session.get("mode") == "setup":
+        return save_card_of_setup_session(session=session)
+    return book_paid_session(session=session)
+
+
+def save_card_of_setup_session(*, session: dict) -> Result:
+    """Store the card a setup-mode Checkout Session collected. No money moves."""
+    metadata = session.get("metadata") or {}
+    if metadata.get("purpose") != stripe.CARD_SETUP_PURPOSE or not session.get("setup_intent"):
+        return Result(Outcome.IGNORED, "not a card setup of ours")
+    user = _user_of_metadata(metadata, client_reference_id=session.get("client_reference_id"))
+    if user is None:
+        return Result(Outcome.IGNORED, "card setup for an unknown user")
+    status, card = stripe.card_of_setup_intent(setup_intent_id=session["setup_intent"])
+    if status != "succeeded" or card is None:
+        return Result(Outcome.RECORDED, f"setup intent {session['setup_intent']} is {status or 'unknown'}: no card saved")
+    if not cards.store_card(user=user, card=card):
+        return Result(Outcome.IGNORED, f"{user} has no Stripe customer of ours")
+    return Result(Outcome.RECORDED, f"saved {card.brand} ending {card.last4} for {user}")
+
+
+def book_recharge_payment(*, payment_intent: dict) -> Result:
+    """Credit a succeeded auto-recharge once (payment_intent.succeeded). Other intents (Checkout's
+    own, anything else on the account) are ignored: top-ups are booked from their session."""
+    recharge = _recharge_of_payment_intent(payment_intent)
+    if recharge is None:
+        return Result(Outcome.IGNORED, "not an auto-recharge of ours")
+    if payment_intent.get("currency") != "usd" or payment_intent.get("status") != "succeeded":
+        return Result(Outcome.IGNORED, f"{payment_intent['id']} is not a succeeded usd payment")
+    # What Stripe took is what we credit (amount_received; older payloads and fakes have only amount).
+    amount = usd_from_cents(payment_intent.get("amount_received") or payment_intent["amount"])
+    try:
+        with transaction.atomic():
+            ledger.credit(
+                user=recharge.user, amount=amount, kind=ledger.Kind.AUTO_RECHARGE,
+                reference=payment_intent["id"], memo="Auto-recharge",
+            )
+            Recharge.objects.filter(pk=recharge.pk).update(
+                status=Recharge.Status.SUCCEEDED, payment_intent_id=payment_intent["id"], finished_at=timezone.now()
+            )
+    except ledger.DuplicateReference:
+        return Result(Outcome.ALREADY_BOOKED, f"{payment_intent['id']} was already credited")
+    return Result(Outcome.BOOKED, f"auto-recharge: credited ${amount} to {recharge.user}")
+
+
+def record_recharge_failure(*, payment_intent: dict) -> Result:
+    """An auto-recharge's payment failed (payment_intent.payment_failed): switch it off, once."""
+    recharge = _recharge_of_payment_intent(payment_intent)
+    if recharge is None:
+        return Result(Outcome.IGNORED, "not an auto-recharge of ours")
+    error = payment_intent.get("last_payment_error") or {}
+    stopped = autorecharge.record_failure(
+        recharge_id=recharge.pk, payment_intent_id=payment_intent["id"],
+        code=str(error.get("code") or "payment_failed"), message=str(error.get("message") or "The payment failed."),
+    )
+    # Already failed from the task's answer: keep the intent id for refunds, disputes and the admin.
+    Recharge.objects.filter(pk=recharge.pk, payment_intent_id="").update(payment_intent_id=payment_intent["id"])
+    if stopped:
+        return Result(Outcome.RECORDED, f"auto-recharge {recharge.pk} failed: switched off, user told")
+    return Result(Outcome.RECORDED, f"auto-recharge {recharge.pk} failure already recorded")
 
 
 def record_session_ended(*, session: dict, status: str) -> Result:
@@ -122,11 +192,14 @@ def record_session_ended(*, session: dict, status: str) -> Result:
 
 def book_charge_refunds(*, charge: dict) -> Result:
     """Debit every refund of a top-up's charge, each refund id once (charge.refunded)."""
-    topup = _topup_of_payment_intent(charge.get("payment_intent") or "")
-    if topup is None:
+    payment_intent_id = charge.get("payment_intent") or ""
+    user = _payer_of_payment_intent(payment_intent_id)
+    if user is None:
         return Result(Outcome.IGNORED, f"charge {charge.get('id')} is not from a top-up")
     if charge.get("receipt_url"):
-        TopUp.objects.filter(pk=topup.pk, receipt_url="").update(receipt_url=charge["receipt_url"])
+        TopUp.objects.filter(payment_intent_id=payment_intent_id, receipt_url="").update(
+            receipt_url=charge["receipt_url"]
+        )
     booked, already_booked = [], []
     for refund in _refunds_in(charge):
         if refund.get("status") not in REFUND_STATUSES_THAT_TAKE_MONEY:
@@ -134,7 +207,7 @@ def book_charge_refunds(*, charge: dict) -> Result:
         amount = usd_from_cents(refund["amount"])
         try:
             ledger.debit(
-                user=topup.user, amount=amount, kind=ledger.Kind.PAYMENT_REFUND,
+                user=user, amount=amount, kind=ledger.Kind.PAYMENT_REFUND,
                 reference=refund["id"], memo=f"Stripe refund of {charge['id']}",
             )
         except ledger.DuplicateReference:
@@ -142,7 +215,7 @@ def book_charge_refunds(*, charge: dict) -> Result:
         else:
             booked.append(f"{refund['id']} ${amount}")
     if booked:
-        return Result(Outcome.BOOKED, f"debited {', '.join(booked)} from {topup.user}")
+        return Result(Outcome.BOOKED, f"debited {', '.join(booked)} from {user}")
     if already_booked:
         return Result(Outcome.ALREADY_BOOKED, f"{', '.join(already_booked)} already debited")
     return Result(Outcome.RECORDED, "no refund that took money")
@@ -150,25 +223,25 @@ def book_charge_refunds(*, charge: dict) -> Result:
 
 def book_dispute_opened(*, dispute: dict) -> Result:
     """Flag the account and take the disputed amount (charge.dispute.created, .funds_withdrawn)."""
-    topup = _topup_of_dispute(dispute)
-    if topup is None:
+    user = _payer_of_dispute(dispute)
+    if user is None:
         return Result(Outcome.IGNORED, f"dispute {dispute['id']} is not on a top-up")
-    _flag_account(topup=topup, dispute=dispute)
+    _flag_account(user=user, dispute=dispute)
     if _is_inquiry(dispute):
         return Result(Outcome.RECORDED, f"inquiry {dispute['id']}: account flagged, no funds withdrawn")
     try:
-        _debit_dispute(topup=topup, dispute=dispute)
+        _debit_dispute(user=user, dispute=dispute)
     except ledger.DuplicateReference:
         return Result(Outcome.ALREADY_BOOKED, f"{dispute['id']} was already debited")
-    return Result(Outcome.BOOKED, f"debited ${usd_from_cents(dispute['amount'])} from {topup.user}, account flagged")
+    return Result(Outcome.BOOKED, f"debited ${usd_from_cents(dispute['amount'])} from {user}, account flagged")
 
 
 def book_dispute_closed(*, dispute: dict) -> Result:
     """Close the flag; when we won, give the disputed amount back (charge.dispute.closed)."""
-    topup = _topup_of_dispute(dispute)
-    if topup is None:
+    user = _payer_of_dispute(dispute)
+    if user is None:
         return Result(Outcome.IGNORED, f"dispute {dispute['id']} is not on a top-up")
-    _flag_account(topup=topup, dispute=dispute)
+    _flag_account(user=user, dispute=dispute)
     AccountFlag.objects.filter(reference=dispute["id"], closed_at__isnull=True).update(
         closed_at=timezone.now(), resolution=dispute.get("status", "")
     )
@@ -180,16 +253,16 @@ def book_dispute_closed(*, dispute: dict) -> Result:
             # Stripe does not promise event order: if "created" has not been booked yet, take the
             # amount now, so that a win nets to zero and the late "created" finds it booked.
             try:
-                _debit_dispute(topup=topup, dispute=dispute)
+                _debit_dispute(user=user, dispute=dispute)
             except ledger.DuplicateReference:
                 pass
             ledger.credit(
-                user=topup.user, amount=amount, kind=ledger.Kind.DISPUTE_WON,
+                user=user, amount=amount, kind=ledger.Kind.DISPUTE_WON,
                 reference=f"{dispute['id']}:won", memo=f"Stripe dispute {dispute['id']} won",
             )
     except ledger.DuplicateReference:
         return Result(Outcome.ALREADY_BOOKED, f"{dispute['id']} win was already credited")
-    return Result(Outcome.BOOKED, f"dispute won: credited ${amount} back to {topup.user}")
+    return Result(Outcome.BOOKED, f"dispute won: credited ${amount} back to {user}")
 
 
 def reconcile_paid_sessions(*, since: datetime) -> ReconcileReport:
@@ -228,10 +301,7 @@ def _topup_of_session(session: dict) -> TopUp | None:
     metadata = session.get("metadata") or {}
     if metadata.get("purpose") != stripe.TOPUP_PURPOSE or not session.get("amount_total"):
         return None
-    user_id = str(metadata.get("user_id", ""))
-    if not user_id.isdigit() or session.get("client_reference_id") not in (None, user_id):
-        return None
-    user = get_user_model().objects.filter(pk=int(user_id)).first()
+    user = _user_of_metadata(metadata, client_reference_id=session.get("client_reference_id"))
     if user is None:
         return None
     topup, _ = TopUp.objects.select_related("user").get_or_create(
@@ -259,11 +329,56 @@ def _topup_of_payment_intent(payment_intent_id: str) -> TopUp | None:
     return topup
 
 
-def _topup_of_dispute(dispute: dict) -> TopUp | None:
+def _payer_of_payment_intent(payment_intent_id: str):
+    """The user whose top-up or auto-recharge this payment was; None when it is not ours."""
+    if not payment_intent_id:
+        return None
+    recharge = Recharge.objects.select_related("user").filter(payment_intent_id=payment_intent_id).first()
+    if recharge is not None:
+        return recharge.user
+    topup = _topup_of_payment_intent(payment_intent_id)
+    return topup.user if topup is not None else None
+
+
+def _payer_of_dispute(dispute: dict):
     payment_intent_id = dispute.get("payment_intent") or ""
     if not payment_intent_id and dispute.get("charge") and stripe.is_configured():
         payment_intent_id = stripe.payment_intent_of_charge(charge_id=dispute["charge"])
-    return _topup_of_payment_intent(payment_intent_id)
+    return _payer_of_payment_intent(payment_intent_id)
+
+
+def _recharge_of_payment_intent(payment_intent: dict) -> Recharge | None:
+    """Found by our metadata, not by the stored intent id: the webhook can beat the task's commit."""
+    metadata = payment_intent.get("metadata") or {}
+    if metadata.get("purpose") != stripe.RECHARGE_PURPOSE:
+        return None
+    recharge_id, user_id = str(metadata.get("recharge_id", "")), str(metadata.get("user_id", ""))
+    if not (recharge_id.isdigit() and user_id.isdigit()):
+        return None
+    return Recharge.objects.select_related("user").filter(pk=int(recharge_id), user_id=int(user_id)).first()
+
+
+def _user_of_metadata(metadata: dict, *, client_reference_id):
+    """The user our metadata names, when the session's own client_reference_id agrees."""
+    user_id = str(metadata.get("user_id", ""))
+    if not user_id.isdigit() or client_reference_id not in (None, user_id):
+        return None
+    return get_user_model().objects.filter(pk=int(user_id)).first()
+
+
+def _save_card_of_paid_session(*, session: dict, user, payment_intent_id: str) -> str:
+    """Store the card of a top-up paid with "save my card"; a note for the event log."""
+    if (session.get("metadata") or {}).get("save_card") != "1" or not payment_intent_id:
+        return ""
+    try:
+        card = stripe.card_of_payment_intent(payment_intent_id=payment_intent_id)
+    except stripe.StripeUnavailable as exc:
+        # The money is booked; the user can still add the card from the billing page.
+        log.warning("could not fetch the card of %s: %s", payment_intent_id, exc)
+        return "; card not saved (Stripe unavailable)"
+    if card is None or not cards.store_card(user=user, card=card):
+        return "; no card to save"
+    return f"; saved {card.brand} ending {card.last4}"
 
 
 def _refunds_in(charge: dict) -> list[dict]:
@@ -279,18 +394,18 @@ def _is_inquiry(dispute: dict) -> bool:
     return str(dispute.get("status", "")).startswith("warning_")
 
 
-def _debit_dispute(*, topup: TopUp, dispute: dict) -> None:
+def _debit_dispute(*, user, dispute: dict) -> None:
     ledger.debit(
-        user=topup.user, amount=usd_from_cents(dispute["amount"]), kind=ledger.Kind.DISPUTE,
+        user=user, amount=usd_from_cents(dispute["amount"]), kind=ledger.Kind.DISPUTE,
         reference=dispute["id"], memo=f"Stripe dispute {dispute['id']} ({dispute.get('reason', 'unknown')})",
     )
 
 
-def _flag_account(*, topup: TopUp, dispute: dict) -> None:
+def _flag_account(*, user, dispute: dict) -> None:
     AccountFlag.objects.get_or_create(
         reference=dispute["id"],
         defaults={
-            "user": topup.user,
+            "user": user,
             "reason": AccountFlag.Reason.DISPUTE,
             "detail": f"{dispute.get('reason', 'unknown')} on {dispute.get('charge', '')}"[:255],
         },

@@ -15,12 +15,13 @@ from django.views.decorators.http import require_GET, require_POST
 
 from config.errors import error_body
 
-from . import alerts, ledger, stripe, topups, webhooks
-from .forms import LowBalanceAlertForm, TopUpForm
-from .models import LedgerEntry, StripeEvent, TopUp
+from . import alerts, autorecharge, cards, ledger, stripe, topups, webhooks
+from .forms import AutoRechargeForm, LowBalanceAlertForm, TopUpForm
+from .models import LedgerEntry, Recharge, StripeEvent, TopUp
 
 LEDGER_PAGE_SIZE = 25
 RECENT_TOPUPS = 25
+RECENT_RECHARGES = 10
 
 
 class HttpResponseSeeOther(HttpResponseRedirect):
@@ -50,11 +51,61 @@ def topup(request):
             # Stripe fills in {CHECKOUT_SESSION_ID}; it must reach Stripe unescaped.
             success_url=_absolute_url(request, "billing:topup-success") + "?session_id={CHECKOUT_SESSION_ID}",
             cancel_url=_absolute_url(request, "billing:topup-cancel"),
+            save_card=form.cleaned_data["save_card"],
         )
     except stripe.StripeUnavailable:
         form.add_error(None, "Stripe could not start the payment. Nothing was charged; please try again in a moment.")
         return _render_home(request, form=form, request_token=request_token, status=HTTPStatus.BAD_GATEWAY)
     return HttpResponseSeeOther(session.url)
+
+
+@login_required
+@require_POST
+def card_setup(request):
+    """Add or replace the saved card through Checkout in setup mode; nothing is charged."""
+    if not stripe.is_configured():
+        return _render_home(request, form=TopUpForm(), request_token=uuid.uuid4(), status=HTTPStatus.SERVICE_UNAVAILABLE)
+    try:
+        session = cards.start_card_setup(
+            user=request.user,
+            request_token=_request_token(request.POST.get("request_token")),
+            success_url=_absolute_url(request, "billing:home") + "?card=saving#card",
+            cancel_url=_absolute_url(request, "billing:home") + "#card",
+        )
+    except stripe.StripeUnavailable:
+        messages.error(request, "Stripe could not open the card form. Please try again in a moment.")
+        return HttpResponseSeeOther(reverse("billing:home") + "#card")
+    return HttpResponseSeeOther(session.url)
+
+
+@login_required
+@require_POST
+def card_remove(request):
+    try:
+        cards.remove_card(user=request.user)
+    except stripe.StripeUnavailable:
+        messages.error(request, "Stripe could not remove the card. It is still saved; please try again in a moment.")
+    else:
+        messages.success(request, "Your card was removed. Auto-recharge stays off until you save a card again.")
+    return HttpResponseSeeOther(reverse("billing:home") + "#card")
+
+
+@login_required
+@require_POST
+def auto_recharge_settings(request):
+    form = AutoRechargeForm(request.POST)
+    if not form.is_valid():
+        return _render_home(request, form=TopUpForm(), request_token=uuid.uuid4(), auto_recharge_form=form,
+                            status=HTTPStatus.BAD_REQUEST)
+    rule = autorecharge.save_settings(user=request.user, **form.cleaned_data)
+    if not rule.enabled:
+        messages.success(request, "Auto-recharge is off.")
+    elif cards.card_of(user=request.user) is None:
+        messages.warning(request, "Settings saved. Auto-recharge starts once you save a card.")
+    else:
+        messages.success(request, f"We will add ${rule.amount:.2f} when your balance falls below "
+                                  f"${rule.threshold:.2f}, at most ${rule.monthly_cap:.2f} a month.")
+    return HttpResponseSeeOther(reverse("billing:home") + "#auto-recharge")
 
 
 @login_required
@@ -112,8 +163,14 @@ def alert_settings(request):
     return HttpResponseSeeOther(reverse("billing:home"))
 
 
-def _render_home(request, *, form, request_token, status=HTTPStatus.OK, alert_form=None):
+def _render_home(request, *, form, request_token, status=HTTPStatus.OK, alert_form=None, auto_recharge_form=None):
     ledger_pages = Paginator(LedgerEntry.objects.filter(user=request.user), LEDGER_PAGE_SIZE)
+    rule = autorecharge.settings_of(user=request.user)
+    if auto_recharge_form is None:
+        initial = ({"enabled": rule.enabled, "threshold": rule.threshold, "amount": rule.amount,
+                    "monthly_cap": rule.monthly_cap} if rule else
+                   {"threshold": "2", "amount": "25", "monthly_cap": "100"})
+        auto_recharge_form = AutoRechargeForm(initial=initial)
     context = {
         "balance": ledger.balance(user=request.user),
         "form": form,
@@ -125,6 +182,11 @@ def _render_home(request, *, form, request_token, status=HTTPStatus.OK, alert_fo
         "topups": TopUp.objects.filter(user=request.user)[:RECENT_TOPUPS],
         "entries": ledger_pages.get_page(request.GET.get("page")),
         "alert_form": alert_form or LowBalanceAlertForm(initial={"threshold": alerts.threshold_of(user=request.user)}),
+        "card": cards.card_of(user=request.user),
+        "card_saving": request.GET.get("card") == "saving",
+        "auto_recharge": rule,
+        "auto_recharge_form": auto_recharge_form,
+        "recharges": Recharge.objects.filter(user=request.user)[:RECENT_RECHARGES],
     }
     return render(request, "billing/home.html", context, status=status)
 

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 Outcome = StripeEvent.Outcome
 
 HANDLERS: dict[str, Callable[[dict], topups.Result]] = {
-    "checkout.session.completed": lambda session: topups.book_paid_session(session=session),
+    "checkout.session.completed": lambda session: topups.checkout_session_completed(session=session),
     "checkout.session.async_payment_succeeded": lambda session: topups.book_paid_session(session=session),
     "checkout.session.async_payment_failed": lambda session: topups.record_session_ended(
         session=session, status=TopUp.Status.FAILED
@@ -36,6 +36,8 @@ HANDLERS: dict[str, Callable[[dict], topups.Result]] = {
     # An inquiry that escalates into a chargeback keeps its id; this is when its money goes.
     "charge.dispute.funds_withdrawn": lambda dispute: topups.book_dispute_opened(dispute=dispute),
     "charge.dispute.closed": lambda dispute: topups.book_dispute_closed(dispute=dispute),
+    "payment_intent.succeeded": lambda intent: topups.book_recharge_payment(payment_intent=intent),
+    "payment_intent.payment_failed": lambda intent: topups.record_recharge_failure(payment_intent=intent),
 }
 
 
