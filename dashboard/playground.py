@@ -2,7 +2,6 @@
 
 import dataclasses
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -13,7 +12,7 @@ from rest_framework.renderers import TemplateHTMLRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing import ledger
+from billing import ledger, pricing
 from generation import dispatch, enhance
 from generation.api import GenerateView, answer_for, parse_generate_request
 from generation.fields import MAX_PROMPT_LENGTH
@@ -106,7 +105,7 @@ def playground(request):
     orientation = request.GET.get("orientation")
     return render(request, "playground/page.html", {
         "balance": ledger.balance(user=request.user),
-        "price": settings.ANIMEAPI_PRICE_USD,
+        "price": pricing.image_price(),
         "prompt": request.GET.get("prompt", "")[:MAX_PROMPT_LENGTH],
         "orientation": orientation if orientation in ORIENTATIONS else "portrait",
         "orientations": ORIENTATIONS,

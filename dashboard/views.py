@@ -17,6 +17,7 @@ from rest_framework.permissions import AllowAny
 from accounts.apikeys import TooManyKeys, create_api_key, revoke_api_key, rotate_webhook_secret, set_key_limits
 from accounts.forms import ApiKeyForm, KeyLimitsForm
 from accounts.models import ApiKey
+from billing import pricing
 from generation.models import ORIENTATIONS, Generation
 
 from . import apidocs, history
@@ -28,7 +29,7 @@ REVOKED_KEYS_SHOWN = 20
 
 def _limits():
     return {
-        "price": settings.ANIMEAPI_PRICE_USD,
+        "price": pricing.image_price(),
         "rate_limit": settings.ANIMEAPI_RATE_LIMIT_PER_MINUTE,
         "daily_limit": settings.ANIMEAPI_DAILY_LIMIT,
         "orientations": ORIENTATIONS,
