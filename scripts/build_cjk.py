@@ -26,7 +26,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from generation.enhance import offline  # noqa: E402  (needs the repository on sys.path)
+from generation.enhance import offline, ratings  # noqa: E402  (needs the repository on sys.path)
 from generation.enhance.vocabulary import DATA_DIR, Vocabulary  # noqa: E402
 
 MAX_GLOSS_WORDS = 4
@@ -37,6 +37,8 @@ NOT_A_MEANING = re.compile(r"^(surname|variant of|old variant|abbr\.|see |used i
 PARENTHESES = re.compile(r"\([^()]*\)|\[[^\[\]]*\]")
 # Tags that say nothing about what a dictionary word means: every English prompt may get them.
 NOT_EVIDENCE = frozenset("no_humans solo".split())
+RATING_RISKS = frozenset("public_indecency public_nudity see-through covering_breasts sexually_suggestive "
+                         "suggestive_fluid strap_slip undressing partially_undressed".split())
 
 
 def clean_gloss(text: str) -> str:
@@ -59,7 +61,10 @@ class Judge:
         if gloss not in self.seen:
             analysis = offline.analyse(gloss, self.vocabulary)
             tags = set(analysis.general) | set(analysis.counts) | set(analysis.characters)
-            self.seen[gloss] = bool(tags - NOT_EVIDENCE)
+            # A dictionary's word must never change a picture's rating ("public transportation"
+            # is no public_indecency): such glosses are left to the hand table.
+            risky = any(ratings.is_explicit(t) or t in RATING_RISKS for t in tags | set(analysis.negated))
+            self.seen[gloss] = bool(tags - NOT_EVIDENCE) and not risky
         return self.seen[gloss]
 
     def first_useful(self, glosses) -> str | None:

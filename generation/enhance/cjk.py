@@ -44,6 +44,8 @@ NUMERALS = {"一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5
             "十": 10}
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
                 9: "nine", 10: "ten"}
+MODIFIER_MARKS = frozenset("的 之".split())
+COLOUR_WORDS = frozenset("red orange yellow green blue purple pink white black grey gray brown silver golden gold blonde".split())
 PERSON_WORDS = frozenset("girl girls boy boys woman women man men person people child children".split())
 # UniDic parts of speech that a negation skips back over to reach its noun (帽子をかぶっていない).
 VERBAL_POS = frozenset("動詞 助動詞 助詞 接尾辞 形状詞".split())
@@ -191,11 +193,20 @@ class Reader:
             found.append("".join(self.pinyin[c] for c in text))
         return found
 
+    def known(self, word: Word, language: str) -> bool:
+        return self.meaning(word.surface, language) is not None or self.meaning(word.lemma, language) is not None
+
     def name_at(self, words: list[Word], start: int, language: str) -> tuple[int, str] | None:
-        """The longest run of words from start that romanises to a character's name."""
+        """The longest run of words from start that romanises to a character's name. A name is
+        made of nouns (no particle: 雪の is no Yukino), and one of its words is a proper noun or a
+        word no table knows (ordinary words that happen to sound like a name are not one)."""
         for end in range(min(len(words), start + MAX_NAME_SPAN), start, -1):
             span = words[start:end]
-            if len("".join(w.surface for w in span)) < 2:
+            if len("".join(w.surface for w in span)) < 2 or any(w.verbal for w in span):
+                continue
+            if len(span) == 1 and not span[0].proper:
+                continue
+            if not any(w.proper or not self.known(w, language) for w in span):
                 continue
             for romanised in self.romanisations(span, language):
                 tag = self.names.get(name_key(romanised))
@@ -249,6 +260,7 @@ class Piece:
     text: str
     verbal: bool = False
     name: str = ""  # the character tag a romanised name stands for
+    soft: bool = False  # a break made by 的, not by punctuation
 
 
 def gloss(text: str, vocabulary: Vocabulary) -> str:
@@ -281,6 +293,14 @@ def _gloss_run(run: str, language: str, reader: Reader) -> list[Piece]:
     pieces: list[Piece] = []
     index = 0
     while index < len(words):
+        word = words[index]
+        if language == "zh" and word.surface in MODIFIER_MARKS:
+            # "穿着围裙做饭的妈妈": what comes before 的 describes the noun after it; a break keeps
+            # "cooking" from taking "mother" as its object. A colour stays with its noun (黑色的头发).
+            if _last_word(pieces) not in COLOUR_WORDS:
+                pieces.append(Piece(", ", soft=True))
+            index += 1
+            continue
         table = reader.table_at(words, index, language)
         name = reader.name_at(words, index, language)
         table_chars = len("".join(w.surface for w in words[index:table[0]])) if table else 0
@@ -303,6 +323,24 @@ def _gloss_run(run: str, language: str, reader: Reader) -> list[Piece]:
         for meaning in parts or ():
             _add(pieces, meaning, verbal=word.verbal)
         index += 1
+    return _counts_before_nouns(pieces)
+
+
+def _counts_before_nouns(pieces: list[Piece]) -> list[Piece]:
+    """"两个穿水手服的女孩" (two, wearing a sailor suit, girl): a count joins the person noun it
+    counts, across the words that describe that person, up to the end of the clause."""
+    for index, piece in enumerate(pieces):
+        if piece.text.strip() not in NUMBER_WORDS.values():
+            continue
+        for later in range(index + 1, len(pieces)):
+            text = pieces[later].text.strip()
+            if text == "," and not pieces[later].soft:
+                break
+            if text.split()[-1:] and text.split()[-1] in PERSON_WORDS:
+                if later > index + 1:
+                    pieces[later].text = f" {piece.text.strip()} {text} "
+                    piece.text = " "
+                break
     return pieces
 
 
