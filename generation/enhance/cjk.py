@@ -49,6 +49,7 @@ COLOUR_WORDS = frozenset("red orange yellow green blue purple pink white black g
 PERSON_WORDS = frozenset("girl girls boy boys woman women man men person people child children".split())
 # UniDic parts of speech that a negation skips back over to reach its noun (帽子をかぶっていない).
 VERBAL_POS = frozenset("動詞 助動詞 助詞 接尾辞 形状詞".split())
+NAME_BREAK_POS = frozenset("動詞 助動詞 助詞 補助記号".split())
 
 # Hepburn romaji of katakana (hiragana is shifted to katakana first).
 _KANA_ROMAJI = {
@@ -82,7 +83,7 @@ def romaji(kana: str) -> str:
             continue
         if char in "ャュョ" and out and out[-1].endswith("i") and len(out[-1]) >= 2:
             base = out.pop()[:-1]  # キョ -> kyo, ショ -> sho, ジョ -> jo
-            sound = (base if base in ("sh", "ch", "j") else base + "y") + sound[1]
+            sound = (base if base.endswith(("sh", "ch", "j")) else base + "y") + sound[1]
         elif char in "ァィゥェォ" and out:
             base = out.pop()
             sound = base[:-1] + sound  # ティ -> ti, ファ -> fa
@@ -112,6 +113,7 @@ class Word:
     reading: str  # katakana (Japanese words); "" when unknown
     verbal: bool  # a verb, auxiliary, particle or suffix (negation skips back over these)
     proper: bool  # a proper noun, as the segmenter tagged it
+    joins: bool = False  # a particle, verb or auxiliary: never part of a name (a suffix may be: 炭治郎)
 
 
 def _read_table(name: str) -> dict[str, str]:
@@ -160,9 +162,10 @@ class Reader:
                 feature = node.feature
                 lemma = feature.lemma or node.surface
                 found.append(Word(node.surface, lemma, feature.kana or "", feature.pos1 in VERBAL_POS,
-                                  feature.pos2 == "固有名詞"))
+                                  feature.pos2 == "固有名詞", feature.pos1 in NAME_BREAK_POS))
             return found
-        return [Word(surface, surface, "", tag in ("uj", "ul", "v", "u"), tag in ("nr", "nrt", "nz", "nrfg"))
+        return [Word(surface, surface, "", tag in ("uj", "ul", "v", "u"), tag in ("nr", "nrt", "nz", "nrfg"),
+                     tag in ("uj", "ul", "u", "p", "c"))
                 for surface, tag in self.jieba.tag(text, False)]
 
     def meaning(self, text: str, language: str) -> str | None:
@@ -200,13 +203,12 @@ class Reader:
         """The longest run of words from start that romanises to a character's name. A name is
         made of nouns (no particle: 雪の is no Yukino), and one of its words is a proper noun or a
         word no table knows (ordinary words that happen to sound like a name are not one)."""
+        first = words[start]
+        if first.joins or not (first.proper or not self.known(first, language)):
+            return None  # a name starts with a proper noun or a word no table has
         for end in range(min(len(words), start + MAX_NAME_SPAN), start, -1):
             span = words[start:end]
-            if len("".join(w.surface for w in span)) < 2 or any(w.verbal for w in span):
-                continue
-            if len(span) == 1 and not span[0].proper:
-                continue
-            if not any(w.proper or not self.known(w, language) for w in span):
+            if len("".join(w.surface for w in span)) < 2 or any(w.joins for w in span):
                 continue
             for romanised in self.romanisations(span, language):
                 tag = self.names.get(name_key(romanised))
