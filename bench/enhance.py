@@ -1,9 +1,12 @@
-"""Offline prompt enhancement: milliseconds per prompt, and the memory the vocabulary takes.
+"""Offline prompt enhancement, per language: recall and violations on the labelled sets, time per
+prompt, a 1000-character prompt, the load time and the memory of everything loaded.
 
-    .venv/bin/python bench/enhance.py [--runs 50]
+    .venv/bin/python bench/enhance.py [--runs 20] [--cases tests/data/enhance-heldout.jsonl]
 
-Prompts are the labelled ones in tests/data/ (English, Japanese and Chinese, tagged input) and a
-1000-character one, the longest the API accepts. Goals: p99 under 2 ms, vocabulary under 50 MB.
+Prompts are the labelled ones in tests/data/ (or --cases), grouped by language (kana: Japanese;
+hanzi alone: Chinese). Recall and violations are scored as ../shared/tools/score-enhancer scores
+them (aliases folded). Goals (issue 17): recall >= 0.92 overall and >= 0.88 per language, no
+violation, p99 <= 3 ms, <= 5 ms for 1000 characters, load <= 2 s, RSS <= 200 MB.
 """
 
 import argparse
@@ -13,7 +16,6 @@ import os
 import statistics
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,9 +29,12 @@ django.setup()
 from django.conf import settings
 
 from generation.enhance import enhance_prompt
+from generation.enhance.cjk import KANA, get_reader
 from generation.enhance.text import has_cjk
-from generation.enhance.vocabulary import Vocabulary, get_vocabulary
+from generation.enhance.vocabulary import get_vocabulary
 
+LONG_JAPANESE = "銀色の長い髪と紫の目の女の子、白いワンピース、夕焼けの花畑に立っている、日傘を持っている、風、花びら、" * 20
+LONG_CHINESE = "银色长发紫色眼睛的女孩，穿着白色连衣裙，黄昏时站在花田里，拿着阳伞，风，花瓣，" * 20
 LONG_PROMPT = ("a girl with long silver hair and purple eyes in a white dress, standing in a field of flowers "
                "at sunset, holding a parasol, wind, petals, ") * 8
 
@@ -39,15 +44,23 @@ def rss_mb() -> float:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def prompt_groups() -> dict[str, list[str]]:
-    prompts = [json.loads(line)["prompt"] for path in sorted((ROOT / "tests" / "data").glob("enhance-*.jsonl"))
-               for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {
-        "english": [p for p in prompts if not has_cjk(p) and "_" not in p],
-        "japanese/chinese": [p for p in prompts if has_cjk(p)],
-        "tagged": [p for p in prompts if "_" in p],
-        "1000 characters": [LONG_PROMPT[:1000]],
-    }
+def language(prompt: str) -> str:
+    return "japanese" if KANA.search(prompt) else "chinese" if has_cjk(prompt) else "english"
+
+
+def labelled_cases(paths) -> dict[str, list[dict]]:
+    groups = {"english": [], "japanese": [], "chinese": []}
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                case = json.loads(line)
+                groups[language(case["prompt"])].append(case)
+    return groups
+
+
+def normalise(tag: str, vocabulary) -> str:
+    tag = tag.strip().replace("\\(", "(").replace("\\)", ")").replace(" ", "_")
+    return vocabulary.resolve(tag) or tag
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -57,50 +70,57 @@ def percentile(values: list[float], share: float) -> float:
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=50, help="calls per prompt")
+    parser.add_argument("--runs", type=int, default=20, help="calls per prompt")
+    parser.add_argument("--cases", nargs="*", help="labelled JSONL files (default: tests/data/enhance-*.jsonl)")
     args = parser.parse_args()
     settings.ENHANCE_LLM_URL = ""
 
     gc.collect()
     rss_before = rss_mb()
     started = time.perf_counter()
-    get_vocabulary()
+    vocabulary = get_vocabulary()
+    get_reader(vocabulary)  # segmenters, dictionary tables and the name index
+    enhance_prompt("少女", allow_nsfw=False)
     load_s = time.perf_counter() - started
     gc.collect()
-    rss_grew = rss_mb() - rss_before
-    # A second, throwaway copy under tracemalloc: what the structures hold, without the tracer's
-    # own overhead in the RSS figure above.
-    tracemalloc.start()
-    copy = Vocabulary()
-    gc.collect()
-    held_mb = tracemalloc.get_traced_memory()[0] / 1e6
-    tracemalloc.stop()
-    del copy
-
-    print(f"vocabulary: loaded in {load_s:.2f} s; holds {held_mb:.1f} MB (tracemalloc), "
-          f"RSS grew {rss_grew:.1f} MB; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-    # Wall time counts whatever else the machine runs; thread CPU time is this code's own cost.
-    print(f"{'prompts':<18} {'n':>4} {'calls':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
-          f"{'cpu p50':>8} {'cpu p99':>8}")
-    every_wall, every_cpu = [], []
-    for name, prompts in prompt_groups().items():
-        wall, cpu = [], []
-        for prompt in prompts:
-            enhance_prompt(prompt, allow_nsfw=False)
+    print(f"load: {load_s:.2f} s (vocabulary, segmenters, dictionaries); RSS {rss_mb():.0f} MB "
+          f"(grew {rss_mb() - rss_before:.0f} MB); {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    paths = args.cases or sorted((ROOT / "tests" / "data").glob("enhance-*.jsonl"))
+    print(f"{'language':<10} {'cases':>5} {'recall':>7} {'viol.':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    every, hits, musts, violations, cases = [], 0, 0, 0, 0
+    for name, group in labelled_cases(paths).items():
+        wall, hit, must, violated = [], 0, 0, 0
+        for case in group:
+            line = enhance_prompt(case["prompt"], allow_nsfw=False).prompt
+            got = {normalise(t, vocabulary) for t in line.split(",") if t.strip()}
+            hit += sum(normalise(m, vocabulary) in got for m in case["must"])
+            must += len(case["must"])
+            violated += any(normalise(n, vocabulary) in got for n in case["must_not"])
             for _ in range(args.runs):
-                started_cpu, started = time.thread_time(), time.perf_counter()
-                enhance_prompt(prompt, allow_nsfw=False)
+                started = time.perf_counter()
+                enhance_prompt(case["prompt"], allow_nsfw=False)
                 wall.append((time.perf_counter() - started) * 1000)
-                cpu.append((time.thread_time() - started_cpu) * 1000)
-        every_wall += wall
-        every_cpu += cpu
-        print_row(name, len(prompts), wall, cpu)
-    print_row("all", "", every_wall, every_cpu)
+        every += wall
+        hits, musts, violations, cases = hits + hit, musts + must, violations + violated, cases + len(group)
+        print_row(name, len(group), hit / max(must, 1), violated, wall)
+    print_row("all", cases, hits / max(musts, 1), violations, every)
+    for name, prompt in (("en 1000ch", LONG_PROMPT[:1000]), ("ja 1000ch", LONG_JAPANESE[:1000]),
+                         ("zh 1000ch", LONG_CHINESE[:1000])):
+        wall = []
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            enhance_prompt(prompt, allow_nsfw=False)
+            wall.append((time.perf_counter() - started) * 1000)
+        print_row(name, 1, None, None, wall)
+    print(f"RSS after all: {rss_mb():.0f} MB")
 
 
-def print_row(name, prompts, wall, cpu):
-    print(f"{name:<18} {prompts:>4} {len(wall):>6} {statistics.median(wall):>8.3f} {percentile(wall, 0.99):>8.3f} "
-          f"{max(wall):>8.3f} {statistics.median(cpu):>8.3f} {percentile(cpu, 0.99):>8.3f}")
+def print_row(name, cases, recall, violations, wall):
+    recall_text = f"{recall:>7.3f}" if recall is not None else f"{'':>7}"
+    violations_text = f"{violations:>6}" if violations is not None else f"{'':>6}"
+    print(f"{name:<10} {cases:>5} {recall_text} {violations_text} {statistics.median(wall):>8.3f} "
+          f"{percentile(wall, 0.99):>8.3f} {max(wall):>8.3f}")
+
 
 if __name__ == "__main__":
     main()

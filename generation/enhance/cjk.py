@@ -1,44 +1,390 @@
-"""Japanese and Chinese prompts: glossed word by word into English through data/cjk.txt, then read
-by the same rules as English. Neither language separates words, so the gloss scans for the
-longest known word at each position; characters it does not know are dropped."""
+"""Japanese and Chinese prompts: segmented into words, glossed word by word into English, then read
+by the same rules as English.
 
-from .vocabulary import Vocabulary
+- Words, not characters. Japanese goes through MeCab (fugashi + unidic-lite), Chinese through
+  jieba (rjieba). The tables are matched against a word or a run of consecutive words, never
+  against part of a word: 花 (flower) does not fire inside 花嫁 (bride), 风 (wind) not inside
+  画风 (drawing style). A word no table knows is split only when every piece of it is a known word
+  (戴帽子 -> 戴 + 帽子), otherwise it is dropped.
+- Three tables, first match wins at each length: the hand table data/cjk.txt (particles,
+  negation, counts, what dictionaries get wrong), then the dictionary tables derived from JMdict
+  and CC-CEDICT by scripts/build_cjk.py (words of two characters or more).
+- Character names in kanji, kana or hanzi are romanised (the word's reading from UniDic; pinyin;
+  for hanzi in a Chinese prompt both, since Japanese characters keep their kanji in Chinese) and
+  looked up among the character tags with the usual spelling variants folded (ou/oo/ō -> o,
+  si/shi, tu/tsu...). The name is emitted as the tag spells it, for the English rules to decide.
+- Negation: Japanese puts it after the noun (眼鏡なし, 帽子をかぶっていない), Chinese before
+  (没有眼镜, 没戴帽子). Counts: a numeral with a counter (二人, 3人, 四个, 两位) becomes the English
+  number; a count after its noun (女の子四人) is moved before it.
+"""
+
+import gzip
+import re
+import threading
+from dataclasses import dataclass
+
+import fugashi
+import rjieba
+import unidic_lite
+
+from .vocabulary import CHARACTER, DATA_DIR, Vocabulary, strip_qualifier
 
 CLAUSE_BREAK = ","
 JOINER = "."
 NEGATE_PREVIOUS = "!no"
+PLURAL_PREVIOUS = "!plural"
+MAX_SPAN = 6  # words in one table entry or name
+MAX_NAME_SPAN = 4
+
+KANA = re.compile(r"[\u3040-\u30ff]")
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+CJK_RUN = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff9f]+")
+NUMERAL_COUNTER = re.compile(r"^([0-9一二两兩三四五六七八九十]+)(人|个|個|位|名|匹|只|隻|頭|头)$")
+NUMERALS = {"一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9,
+            "十": 10}
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
+                9: "nine", 10: "ten"}
+MODIFIER_MARKS = frozenset("的 之".split())
+COLOUR_WORDS = frozenset("red orange yellow green blue purple pink white black grey gray brown silver golden gold blonde".split())
+PERSON_WORDS = frozenset("girl girls boy boys woman women man men person people child children".split())
+# UniDic parts of speech that a negation skips back over to reach its noun (帽子をかぶっていない).
+VERBAL_POS = frozenset("動詞 助動詞 助詞 接尾辞 形状詞".split())
+NAME_BREAK_POS = frozenset("動詞 助動詞 助詞 補助記号".split())
+
+# Hepburn romaji of katakana (hiragana is shifted to katakana first).
+_KANA_ROMAJI = {
+    **dict(zip("アイウエオ", "a i u e o".split())), **dict(zip("カキクケコ", "ka ki ku ke ko".split())),
+    **dict(zip("サシスセソ", "sa shi su se so".split())), **dict(zip("タチツテト", "ta chi tsu te to".split())),
+    **dict(zip("ナニヌネノ", "na ni nu ne no".split())), **dict(zip("ハヒフヘホ", "ha hi fu he ho".split())),
+    **dict(zip("マミムメモ", "ma mi mu me mo".split())), **dict(zip("ヤユヨ", "ya yu yo".split())),
+    **dict(zip("ラリルレロ", "ra ri ru re ro".split())), **dict(zip("ワヰヱヲン", "wa i e o n".split())),
+    **dict(zip("ガギグゲゴ", "ga gi gu ge go".split())), **dict(zip("ザジズゼゾ", "za ji zu ze zo".split())),
+    **dict(zip("ダヂヅデド", "da ji zu de do".split())), **dict(zip("バビブベボ", "ba bi bu be bo".split())),
+    **dict(zip("パピプペポ", "pa pi pu pe po".split())), "ヴ": "vu",
+    **dict(zip("ァィゥェォ", "a i u e o".split())), **dict(zip("ャュョ", "ya yu yo".split())),
+}
+
+
+def romaji(kana: str) -> str:
+    """Katakana or hiragana -> Hepburn: キリサメ -> kirisame, ジョウ -> jou, マッチ -> matchi."""
+    kana = "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in kana)
+    out: list[str] = []
+    double_next = False
+    for char in kana:
+        if char == "ッ":
+            double_next = True
+            continue
+        if char == "ー":
+            if out:
+                out.append(out[-1][-1])
+            continue
+        sound = _KANA_ROMAJI.get(char)
+        if sound is None:
+            continue
+        if char in "ャュョ" and out and out[-1].endswith("i") and len(out[-1]) >= 2:
+            base = out.pop()[:-1]  # キョ -> kyo, ショ -> sho, ジョ -> jo
+            sound = (base if base.endswith(("sh", "ch", "j")) else base + "y") + sound[1]
+        elif char in "ァィゥェォ" and out:
+            base = out.pop()
+            sound = base[:-1] + sound  # ティ -> ti, ファ -> fa
+        if double_next:
+            sound = ("t" if sound.startswith("ch") else sound[0]) + sound
+            double_next = False
+        out.append(sound)
+    return "".join(out)
+
+
+def name_key(romanised: str) -> str:
+    """One spelling for the variants of a romanised name: Gojou / Gojō / Gojoh / Gojo -> gojo,
+    Tsu/Tu, Shi/Si, Chi/Ti, Fu/Hu, Ji/Zi; letters only."""
+    text = romanised.lower().translate(str.maketrans("āēīōūâêîôû", "aeiouaeiou"))
+    text = re.sub(r"[^a-z]", "", text)
+    for old, new in (("tsu", "tu"), ("shi", "si"), ("chi", "ti"), ("fu", "hu"), ("ji", "zi"), ("sh", "sy"),
+                     ("ch", "ty"), ("j", "zy"), ("oh", "o"), ("ou", "o"), ("oo", "o"), ("uu", "u"),
+                     ("aa", "a"), ("ii", "i"), ("ee", "e"), ("nn", "n"), ("mb", "nb"), ("mp", "np")):
+        text = text.replace(old, new)
+    return text
+
+
+@dataclass(frozen=True)
+class Word:
+    surface: str
+    lemma: str
+    reading: str  # katakana (Japanese words); "" when unknown
+    verbal: bool  # a verb, auxiliary, particle or suffix (negation skips back over these)
+    proper: bool  # a proper noun, as the segmenter tagged it
+    joins: bool = False  # a particle, verb or auxiliary: never part of a name (a suffix may be: 炭治郎)
+
+
+def _read_table(name: str) -> dict[str, str]:
+    with gzip.open(DATA_DIR / name, "rt", encoding="utf-8") as rows:
+        return dict(line.rstrip("\n").split("\t", 1) for line in rows if "\t" in line)
+
+
+class Reader:
+    """The segmenters, dictionary tables and name index: loaded once per process."""
+
+    def __init__(self, vocabulary: Vocabulary):
+        self.hand = vocabulary.cjk
+        self.tables = {"ja": _read_table("ja-dict.tsv.gz"), "zh": _read_table("zh-dict.tsv.gz")}
+        self.pinyin = _read_table("hanzi-pinyin.tsv.gz")
+        # "-r /dev/null": no mecabrc needed; the dictionary is the one unidic-lite ships.
+        self.tagger = fugashi.Tagger(f"-d {unidic_lite.DICDIR} -r /dev/null")
+        self.jieba = rjieba.Jieba()
+        for word in self.hand:
+            if len(word) > 1 and HAN.search(word) and not KANA.search(word):
+                self.jieba.add_word(word, 100000, "n")
+        self.names = self._index_names(vocabulary)
+        self.series_words = {tag: strip_qualifier(series).replace("_", " ")
+                             for tag, series in vocabulary.character_series.items()}
+
+    @staticmethod
+    def _index_names(vocabulary: Vocabulary) -> dict[str, str]:
+        """name_key of each character's name, in its order and the other (family and given name
+        swap between languages) -> the character with most posts."""
+        index: dict[str, tuple[int, str]] = {}
+        for tag in vocabulary.tags.values():
+            if tag.category != CHARACTER:
+                continue
+            parts = [p for p in strip_qualifier(tag.name).split("_") if p]
+            for order in (parts, parts[::-1]):
+                found = name_key("".join(order))
+                if len(found) >= 4 and (found not in index or index[found][0] < tag.post_count):
+                    index[found] = (tag.post_count, tag.name)
+        return {found: name for found, (_, name) in index.items()}
+
+    # Words -------------------------------------------------------------------------------------
+
+    def words(self, text: str, language: str) -> list[Word]:
+        if language == "ja":
+            found = []
+            for node in self.tagger(text):
+                feature = node.feature
+                lemma = feature.lemma or node.surface
+                found.append(Word(node.surface, lemma, feature.kana or "", feature.pos1 in VERBAL_POS,
+                                  feature.pos2 == "固有名詞", feature.pos1 in NAME_BREAK_POS))
+            return found
+        return [Word(surface, surface, "", tag in ("uj", "ul", "v", "u"), tag in ("nr", "nrt", "nz", "nrfg"),
+                     tag in ("uj", "ul", "u", "p", "c"))
+                for surface, tag in self.jieba.tag(text, False)]
+
+    def meaning(self, text: str, language: str) -> str | None:
+        """The English of a word or run of words: hand table, counts, then the dictionary."""
+        found = self.hand.get(text)
+        if found is not None:
+            return found
+        count = NUMERAL_COUNTER.match(text)
+        if count:
+            number = count.group(1)
+            value = int(number) if number.isdigit() else NUMERALS.get(number)
+            return NUMBER_WORDS.get(value, "several") if value else None
+        if len(text) > 1:
+            return self.tables[language].get(text)
+        return None
+
+    def romanisations(self, words: list[Word], language: str) -> list[str]:
+        text = "".join(w.surface for w in words)
+        if not all(KANA.match(c) or HAN.match(c) for c in text):
+            return []
+        found = []
+        if language == "ja" or not KANA.search(text):
+            readings = [w.reading for w in words] if language == "ja" else \
+                [node.feature.kana or "" for node in self.tagger(text)]
+            if all(readings):
+                found.append(romaji("".join(readings)))
+        if language == "zh" and all(c in self.pinyin for c in text):
+            found.append("".join(self.pinyin[c] for c in text))
+        return found
+
+    def known(self, word: Word, language: str) -> bool:
+        return self.meaning(word.surface, language) is not None or self.meaning(word.lemma, language) is not None
+
+    def name_at(self, words: list[Word], start: int, language: str) -> tuple[int, str] | None:
+        """The longest run of words from start that romanises to a character's name. A name is
+        made of nouns (no particle: 雪の is no Yukino), and one of its words is a proper noun or a
+        word no table knows (ordinary words that happen to sound like a name are not one)."""
+        first = words[start]
+        if first.joins or not (first.proper or not self.known(first, language)):
+            return None  # a name starts with a proper noun or a word no table has
+        for end in range(min(len(words), start + MAX_NAME_SPAN), start, -1):
+            span = words[start:end]
+            if len("".join(w.surface for w in span)) < 2 or any(w.joins for w in span):
+                continue
+            for romanised in self.romanisations(span, language):
+                tag = self.names.get(name_key(romanised))
+                if tag:
+                    return end, tag
+        return None
+
+    def table_at(self, words: list[Word], start: int, language: str) -> tuple[int, str] | None:
+        for end in range(min(len(words), start + MAX_SPAN), start, -1):
+            text = "".join(w.surface for w in words[start:end])
+            found = self.meaning(text, language)
+            if found is None and end == start + 1 and words[start].lemma != words[start].surface:
+                found = self.meaning(words[start].lemma, language)  # 座っ -> 座る, 青く -> 青い
+            if found is not None:
+                return end, found
+        return None
+
+    def pieces_of(self, surface: str, language: str) -> list[str] | None:
+        """A word no table knows, as known words covering all of it (戴帽子 -> 戴, 帽子), or None."""
+        if not surface:
+            return []
+        for length in range(len(surface), 0, -1):
+            head = self.meaning(surface[:length], language)
+            if head is not None:
+                rest = self.pieces_of(surface[length:], language)
+                if rest is not None:
+                    return [head, *rest]
+        return None
+
+
+_reader: Reader | None = None
+_lock = threading.Lock()
+
+
+def get_reader(vocabulary: Vocabulary) -> Reader:
+    global _reader
+    if _reader is None:
+        with _lock:
+            if _reader is None:
+                _reader = Reader(vocabulary)
+    return _reader
+
+
+def language_of(text: str) -> str:
+    """Kana anywhere makes a prompt Japanese; hanzi alone, Chinese."""
+    return "ja" if KANA.search(text) else "zh"
+
+
+@dataclass
+class Piece:
+    text: str
+    verbal: bool = False
+    name: str = ""  # the character tag a romanised name stands for
+    soft: bool = False  # a break made by 的, not by punctuation
 
 
 def gloss(text: str, vocabulary: Vocabulary) -> str:
-    pieces: list[str] = []
+    reader = get_reader(vocabulary)
+    language = language_of(text)
+    pieces: list[Piece] = []
     position = 0
-    while position < len(text):
-        char = text[position]
-        if char.isascii():
-            end = position
-            while end < len(text) and text[end].isascii():
-                end += 1
-            pieces.append(text[position:end])
-            position = end
+    for run in CJK_RUN.finditer(text):
+        pieces.append(Piece(text[position:run.start()]))
+        pieces.extend(_gloss_run(run.group(), language, reader))
+        position = run.end()
+    pieces.append(Piece(text[position:]))
+    english = " ".join(p.text for p in pieces)
+    # A name whose meaning-reading ties with a word (胡桃 Hu Tao or walnut) was kept as the word
+    # unless the prompt names the character's series.
+    lowered = english.lower()
+    for piece in pieces:
+        if piece.name and piece.text.startswith("\0"):
+            series = reader.series_words.get(piece.name, "")
+            piece.text = _name_text(piece.name) if series and series in lowered else piece.text[1:]
+    return " ".join(p.text for p in pieces)
+
+
+def _name_text(tag: str) -> str:
+    return " " + " ".join(w.capitalize() for w in strip_qualifier(tag).split("_")) + " "
+
+
+def _gloss_run(run: str, language: str, reader: Reader) -> list[Piece]:
+    words = reader.words(run, language)
+    pieces: list[Piece] = []
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if language == "zh" and word.surface in MODIFIER_MARKS:
+            # "穿着围裙做饭的妈妈": what comes before 的 describes the noun after it; a break keeps
+            # "cooking" from taking "mother" as its object. A colour stays with its noun (黑色的头发).
+            if _last_word(pieces) not in COLOUR_WORDS:
+                pieces.append(Piece(", ", soft=True))
+            index += 1
             continue
-        for length in range(min(vocabulary.cjk_longest, len(text) - position), 0, -1):
-            meaning = vocabulary.cjk.get(text[position:position + length])
-            if meaning is not None:
+        table = reader.table_at(words, index, language)
+        name = reader.name_at(words, index, language)
+        table_chars = len("".join(w.surface for w in words[index:table[0]])) if table else 0
+        name_chars = len("".join(w.surface for w in words[index:name[0]])) if name else 0
+        if name and name_chars > table_chars:
+            pieces.append(Piece(_name_text(name[1]), name=name[1]))
+            index = name[0]
+            continue
+        if table:
+            end, meaning = table
+            if name and name_chars == table_chars:
+                # Decided once the whole prompt is read (see gloss): "\0" marks the word's gloss.
+                pieces.append(Piece("\0" + f" {meaning} ", name=name[1]))
+            else:
+                _add(pieces, meaning, verbal=all(w.verbal for w in words[index:end]))
+            index = end
+            continue
+        word = words[index]
+        parts = reader.pieces_of(word.surface, language) if len(word.surface) > 1 else None
+        for meaning in parts or ():
+            _add(pieces, meaning, verbal=word.verbal)
+        index += 1
+    return _counts_before_nouns(pieces)
+
+
+def _counts_before_nouns(pieces: list[Piece]) -> list[Piece]:
+    """"两个穿水手服的女孩" (two, wearing a sailor suit, girl): a count joins the person noun it
+    counts, across the words that describe that person, up to the end of the clause."""
+    for index, piece in enumerate(pieces):
+        if piece.text.strip() not in NUMBER_WORDS.values():
+            continue
+        for later in range(index + 1, len(pieces)):
+            text = pieces[later].text.strip()
+            if text == "," and not pieces[later].soft:
                 break
-        else:
-            position += 1
-            continue
-        position += length
-        if meaning == JOINER:
-            pieces.append(" ")
-        elif meaning == CLAUSE_BREAK:
-            pieces.append(", ")
-        elif meaning == NEGATE_PREVIOUS:
-            # Japanese puts the negation after the noun: 眼鏡なし is "without glasses".
-            for index in range(len(pieces) - 1, -1, -1):
-                if pieces[index].strip(" ,"):
-                    pieces[index] = f" no {pieces[index].strip()} "
-                    break
-        else:
-            pieces.append(f" {meaning} ")
-    return "".join(pieces)
+            if text.split()[-1:] and text.split()[-1] in PERSON_WORDS:
+                if later > index + 1:
+                    pieces[later].text = f" {piece.text.strip()} {text} "
+                    piece.text = " "
+                break
+    return pieces
+
+
+def _add(pieces: list[Piece], meaning: str, *, verbal: bool):
+    if meaning == JOINER:
+        pieces.append(Piece(" ", verbal=True))
+    elif meaning == CLAUSE_BREAK:
+        pieces.append(Piece(", "))
+    elif meaning == NEGATE_PREVIOUS:
+        # Japanese negates after the noun: 眼鏡なし, 帽子をかぶっていない (hat, wear, not): the
+        # negation reaches back over the verbs and particles to the noun.
+        verbs = []
+        for index in range(len(pieces) - 1, -1, -1):
+            piece = pieces[index]
+            if piece.text.strip() == ",":
+                break
+            if not piece.text.strip() or piece.verbal:
+                verbs.append(index)
+                continue
+            piece.text = f" no {piece.text.strip()} "
+            for verb in verbs:
+                pieces[verb].text = " "
+            break
+    elif meaning == PLURAL_PREVIOUS:
+        for piece in reversed(pieces):
+            word = piece.text.strip()
+            if word:
+                if word in PERSON_WORDS and not word.endswith("s") and word not in ("men", "women", "people"):
+                    piece.text = f" several {word}s "
+                break
+    elif meaning.strip() in NUMBER_WORDS.values() and pieces and _last_word(pieces) in PERSON_WORDS:
+        # 女の子四人: the count follows its noun; English wants it before.
+        for piece in reversed(pieces):
+            if piece.text.strip():
+                piece.text = f" {meaning.strip()} {piece.text.strip()} "
+                break
+    else:
+        pieces.append(Piece(f" {meaning} ", verbal=verbal))
+
+
+def _last_word(pieces: list[Piece]) -> str:
+    for piece in reversed(pieces):
+        if piece.text.strip():
+            return piece.text.strip()
+    return ""

@@ -207,3 +207,18 @@ LANDSCAPE_TAGS = frozenset(
     flower_field night_sky starry_sky sunset sunrise cloud snow mountainous_horizon horizon
     grass nature shore coast canyon valley volcano cave swamp road bridge""".split()
 )
+
+# Poses and actions only a person (or an animal) takes: with nobody named they still mean someone.
+POSE_TAGS = frozenset(
+    """standing sitting lying kneeling squatting crouching walking running jumping sleeping
+    on_back on_stomach on_side leaning_forward leaning_back stretching arms_up hands_up reaching
+    waving dancing singing fighting seiza indian_style sitting_on_bench on_bench crossed_legs
+    crossed_arms hugging_own_legs""".split()
+)
+# Animals and creatures that can be the one who stands, sits or sleeps.
+ANIMAL_TAGS = frozenset(
+    """cat dog fox wolf bird dragon horse rabbit bear deer fish owl crow penguin hamster squirrel
+    tiger lion panda duck chicken cow pig sheep goat frog snake turtle butterfly kitten puppy
+    creature monster animal slime_(creature) eastern_dragon western_dragon unicorn pegasus
+    griffin whale dolphin shark bat_(animal) seal_(animal) crane_(animal) mouse_(animal)""".split()
+)

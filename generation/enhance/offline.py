@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from . import lexicon
 from .cjk import gloss
+from .senses import disambiguate
 from .text import IRREGULAR, has_cjk, stem, words
 from .vocabulary import CHARACTER, COPYRIGHT, GENERAL, MAX_PHRASE_WORDS, Vocabulary, strip_qualifier
 
@@ -100,6 +101,7 @@ def analyse(prompt: str, vocabulary: Vocabulary) -> Analysis:
     text = prepare(prompt)
     if has_cjk(text):
         text = gloss(text, vocabulary)
+    text = disambiguate(text)
     analysis = Analysis()
     general: list[str] = []
     explicit_counts: list[str] = []
@@ -712,9 +714,19 @@ def count_tags(people: People, characters: list[str], general: list[str], vocabu
     total = sum(2 if c == lexicon.MANY else c for c in (female, male, unstated))
     if total == 1:
         tags.append("solo")
-    elif total == 0 and (general or cast) and not any(c.gender in ("f", "m", "o") for c in cast):
+    elif total == 0 and (general or cast) and not any(c.gender in ("f", "m", "o") for c in cast) \
+            and not subjectless_pose(general):
         tags.append("no_humans")  # a scene with nobody in it; an unreadable prompt gets no count at all
     return tags
+
+
+def subjectless_pose(general: list[str]) -> bool:
+    """"sitting on a bench": a pose says someone is there though nobody is named, so the picture
+    is not one of no_humans; which someone is left to the model. An animal doing it ("a cat
+    sleeping on a windowsill") is the subject, and the scene has no humans."""
+    if not any(tag in lexicon.POSE_TAGS for tag in general):
+        return False
+    return not any(tag in lexicon.ANIMAL_TAGS or tag.endswith("_(animal)") for tag in general)
 
 
 def merge_counts(written: list[str], inferred: list[str]) -> list[str]:

@@ -94,7 +94,6 @@ class Vocabulary:
         self.phrases, self.phrase_stems = self._load_phrases()
         self.relations = self._load_relations()
         self.cjk = dict(line.split(" = ", 1) for line in _data_lines("cjk.txt"))
-        self.cjk_longest = max(len(word) for word in self.cjk)
         self.english_words = self._english_words()
         self.key_prefixes = self._key_prefixes()
         self.name_first_words = frozenset(name.split(" ", 1)[0] for name in self.names)
