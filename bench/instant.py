@@ -15,6 +15,7 @@ def _webp(width, height):
 
 class InstantBackend(GenerationBackend):
     name = "instant"
+    renders_in_web = True
 
     def generate(self, request, *, deadline):
         return BackendImage(data=_webp(request.width, request.height), seed=request.seed, model="instant")

@@ -335,6 +335,10 @@ GENERATION_BACKEND = env(
     "runware" if RUNWARE_API_KEY else "diffusers" if DIFFUSERS_MODEL else "preview",
 )
 GENERATION_TIMEOUT_S = envfloat("GENERATION_TIMEOUT_S", 60.0)
+# A sync request whose backend only waits on the network (Runware, preview) renders in the web
+# process, without a Celery round trip; 0 sends every generation through the `generate` queue.
+# Web nodes then need the backend's settings (RUNWARE_API_KEY) too.
+GENERATION_RENDER_IN_WEB = envbool("GENERATION_RENDER_IN_WEB", True)
 # Past the deadline a hanging backend is interrupted (soft) and then its worker killed (hard).
 GENERATION_SOFT_LIMIT_MARGIN_S = envfloat("GENERATION_SOFT_LIMIT_MARGIN_S", 5.0)
 GENERATION_HARD_LIMIT_MARGIN_S = envfloat("GENERATION_HARD_LIMIT_MARGIN_S", 30.0)

@@ -41,10 +41,16 @@ def new_seed() -> int:
     return secrets.randbelow(2**32)
 
 
+def backend_for(api_key) -> str:
+    """The backend a generation is recorded with: test keys always get the preview."""
+    return "preview" if api_key is not None and api_key.is_test else settings.GENERATION_BACKEND
+
+
 def start_generation(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
-                     request_id: str = "", base_url: str = "") -> Generation:
+                     request_id: str = "", base_url: str = "", claim: bool = False) -> Generation:
     """Record the attempt and reserve its price in one transaction; the row adopts the request's
-    daily unit.
+    daily unit. With `claim`, the row starts RUNNING: this process renders it itself (no worker
+    will claim it; the stale-generation sweep refunds it if this process dies).
 
     Not enough balance (402 INSUFFICIENT_BALANCE) or a key's spend cap reached (402
     KEY_SPEND_CAP_REACHED) leaves a FAILED row, no charge, and the unit given back. Test keys
@@ -56,10 +62,12 @@ def start_generation(*, user, api_key, params: GenerationParams, daily_unit: quo
         user=user, api_key=api_key, request_id=request_id, prompt=params.prompt,
         orientation=params.orientation, width=width, height=height, allow_nsfw=params.allow_nsfw,
         enhance=params.enhance, seed=params.seed if params.seed is not None else new_seed(),
-        backend="preview" if is_test else settings.GENERATION_BACKEND, cost_usd=pricing.image_price(is_test=is_test), is_test=is_test,
+        backend=backend_for(api_key), cost_usd=pricing.image_price(is_test=is_test), is_test=is_test,
         is_async=params.is_async, webhook_url=params.webhook_url, base_url=base_url,
         quota_day=daily_unit.adopt() if daily_unit is not None else None,
     )
+    if claim:
+        generation.status, generation.started_at = Status.RUNNING, generation.created_at
     with transaction.atomic():
         generation.save(force_insert=True)
         try:

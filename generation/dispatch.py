@@ -1,9 +1,12 @@
-"""The web side of a generation: charge, hand the work to a worker, wait (or not), answer.
+"""The web side of a generation: charge, render or hand the work to a worker, wait (or not), answer.
 
-Sync requests wait for the worker's outcome (queue `generate`); async ones (202) are queued and
-left to the worker, the webhook and the stale-generation sweep. Whatever goes wrong on this side
-(the broker down, the deadline passed, no outcome) fails the row through charging.fail_generation,
-which refunds and gives the daily unit back once, whoever gets there first.
+Sync requests whose backend only waits on the network (Runware, preview) are rendered right here,
+in the web process (GENERATION_RENDER_IN_WEB): a Celery round trip and its result backend would
+cost more than the work itself. Other sync requests wait for a worker's outcome (queue
+`generate`); async ones (202) are always queued and left to the worker, the webhook and the
+stale-generation sweep. Whatever goes wrong on this side (the broker down, the deadline passed,
+no outcome) fails the row through charging.fail_generation, which refunds and gives the daily
+unit back once, whoever gets there first.
 """
 
 import logging
@@ -15,8 +18,9 @@ from django.db import DatabaseError, connection
 
 from config.metrics import GENERATION_SECONDS
 
-from . import quota
-from .charging import GenerationParams, fail_generation, on_a_live_connection, start_generation
+from . import quota, rendering
+from .backends import get_backend
+from .charging import GenerationParams, backend_for, fail_generation, on_a_live_connection, start_generation
 from .models import Generation
 from .tasks import run_generation_task
 
@@ -46,30 +50,21 @@ def submit_generation(*, user, api_key, params: GenerationParams, daily_unit: qu
 
 def generate_and_wait(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
                       request_id: str = "") -> Generation:
-    """Charge, hand the work to a worker, wait for it, return the final row.
+    """Charge, render (here or on a worker), return the final row.
 
     The returned instance carries `balance_after`: the user's balance right after the charge.
     """
     started = time.perf_counter()
+    in_web = renders_in_web(backend_for(api_key))
     generation = start_generation(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
-                                  request_id=request_id)
+                                  request_id=request_id, claim=in_web)
     if generation.status == Status.FAILED:
         return generation
     deadline_at = time.time() + settings.GENERATION_TIMEOUT_S
-    outcome = {}
-    try:
-        result = run_generation_task.apply_async(args=[str(generation.id), deadline_at], **_time_limits())
-        if not result.ready() and not connection.in_atomic_block:
-            # Seconds of waiting on a GPU must not hold a database connection: give it back to
-            # the pool, so a web node's many waiting requests share a few connections.
-            connection.close()
-        outcome = result.get(timeout=settings.GENERATION_TIMEOUT_S + WAIT_GRACE_S, propagate=False,
-                             disable_sync_subtasks=False)
-    except CeleryTimeout:
-        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="timed out waiting for the worker")
-    except Exception as exc:  # the broker or result store is unreachable
-        log.exception("could not run generation %s", generation.id)
-        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
+    if in_web:
+        outcome = rendering.render(generation, deadline_at=deadline_at, request_started=started)
+    else:
+        outcome = _render_on_a_worker(generation, deadline_at=deadline_at)
     if isinstance(outcome, dict) and outcome.get("status") in (Status.SUCCEEDED, Status.FAILED):
         for field, value in outcome.items():
             setattr(generation, field, value)
@@ -78,15 +73,39 @@ def generate_and_wait(*, user, api_key, params: GenerationParams, daily_unit: qu
         # and anything still unfinished is failed and refunded here.
         fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="no outcome recorded")
         on_a_live_connection(generation.refresh_from_db)
-    generation.total_ms = int((time.perf_counter() - started) * 1000)
-    try:
-        on_a_live_connection(lambda: Generation.objects.filter(pk=generation.pk).update(total_ms=generation.total_ms))
-    except DatabaseError:
-        # A timing, not money: the image and its charge stand, and the answer must go out (a
-        # 503 here would invite a retry that charges again).
-        log.warning("could not record total_ms of %s", generation.pk)
+    if generation.total_ms is None:  # rendered elsewhere, or failed: record the request's time now
+        generation.total_ms = int((time.perf_counter() - started) * 1000)
+        try:
+            on_a_live_connection(lambda: Generation.objects.filter(pk=generation.pk).update(
+                total_ms=generation.total_ms))
+        except DatabaseError:
+            # A timing, not money: the image and its charge stand, and the answer must go out (a
+            # 503 here would invite a retry that charges again).
+            log.warning("could not record total_ms of %s", generation.pk)
     _observe(generation)
     return generation
+
+
+def renders_in_web(backend_name: str) -> bool:
+    return settings.GENERATION_RENDER_IN_WEB and get_backend(backend_name).renders_in_web
+
+
+def _render_on_a_worker(generation: Generation, *, deadline_at: float) -> dict:
+    """Queue the generation and wait for the worker's outcome; {} when none came back."""
+    try:
+        result = run_generation_task.apply_async(args=[str(generation.id), deadline_at], **_time_limits())
+        if not result.ready() and not connection.in_atomic_block:
+            # Seconds of waiting on a GPU must not hold a database connection: give it back to
+            # the pool, so a web node's many waiting requests share a few connections.
+            connection.close()
+        return result.get(timeout=settings.GENERATION_TIMEOUT_S + WAIT_GRACE_S, propagate=False,
+                          disable_sync_subtasks=False)
+    except CeleryTimeout:
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="timed out waiting for the worker")
+    except Exception as exc:  # the broker or result store is unreachable
+        log.exception("could not run generation %s", generation.id)
+        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
+    return {}
 
 
 def _observe(generation: Generation) -> None:

@@ -31,15 +31,25 @@ class NsfwContentBlocked(Exception):
 
 
 def run_generation(*, generation_id, deadline_at: float) -> dict:
-    """Claim and render one generation. `deadline_at` is a Unix time: the API's deadline, queue
-    time included. Returns the outcome (the row's final fields) so a waiting web process needs no
-    extra query to answer; {} when this call had nothing to do."""
+    """A worker's task: claim the PENDING row, then render it. {} when another delivery of the
+    same task claimed it first."""
     claimed = Generation.objects.filter(pk=generation_id, status=Status.PENDING).update(
         status=Status.RUNNING, started_at=timezone.now()
     )
     if not claimed:
         return {}
-    generation = Generation.objects.get(pk=generation_id)
+    return render(Generation.objects.get(pk=generation_id), deadline_at=deadline_at)
+
+
+def render(generation: Generation, *, deadline_at: float, request_started: float | None = None) -> dict:
+    """Render a RUNNING generation this process has claimed. `deadline_at` is a Unix time: the
+    API's deadline, queue time included. Returns the outcome (the row's final fields) so a waiting
+    web process needs no extra query to answer; {} when the row was failed meanwhile.
+
+    `request_started` (a perf_counter value) is given when the web process renders its own request:
+    the request's total time is then written with the outcome, in the same UPDATE.
+    """
+    generation_id = generation.pk
     deadline = time.monotonic() + (deadline_at - time.time())
     outcome = {"queue_ms": _ms(generation.started_at - generation.created_at)}
     try:
@@ -76,6 +86,8 @@ def run_generation(*, generation_id, deadline_at: float) -> dict:
     if generation.is_async:
         # Nobody waits in a web process to measure it: the worker's view of request to finish.
         outcome["total_ms"] = _ms(timezone.now() - generation.created_at)
+    elif request_started is not None:
+        outcome["total_ms"] = _ms_since(request_started)
     finished = on_a_live_connection(lambda: Generation.objects.filter(pk=generation_id, status=Status.RUNNING).update(
         **outcome, backend_cost_usd=image.cost_usd, details=image.details, finished_at=timezone.now(),
     ))

@@ -39,9 +39,13 @@ def media_root(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _eager_tasks(request):
-    """Tasks run in-process unless the test is marked `worker` and uses the real Celery worker."""
+def _eager_tasks(request, settings):
+    """Tasks run in-process unless the test is marked `worker` and uses the real Celery worker;
+    a `worker` test sends sync generations through it too (as GPU deployments do), where the
+    others render network-only backends in the web process (GENERATION_RENDER_IN_WEB)."""
     eager = request.node.get_closest_marker("worker") is None
+    if not eager:
+        settings.GENERATION_RENDER_IN_WEB = False
     previous = celery_app.conf.task_always_eager
     celery_app.conf.task_always_eager = eager
     yield

@@ -40,6 +40,10 @@ class BackendError(Exception):
 
 class GenerationBackend(abc.ABC):
     name = "base"
+    # True for a backend that only waits on another service (Runware) or draws in milliseconds
+    # (preview): a sync request may render it in the web process itself, skipping the Celery round
+    # trip (see generation.dispatch). A GPU backend must run on its worker.
+    renders_in_web = False
 
     @abc.abstractmethod
     def generate(self, request: ImageRequest, *, deadline: float) -> BackendImage:

@@ -49,6 +49,7 @@ class _TransientFailure(Exception):
 
 class RunwareBackend(GenerationBackend):
     name = "runware"
+    renders_in_web = True
     # base64Data saves the second round trip a URL would need; URL answers are still understood.
     output_type = "base64Data"
 
