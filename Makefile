@@ -23,8 +23,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # The tests also run the GPU backend (on a tiny model, on the CPU) and the image classifier.
+# torch first, at its pin: PyPI's build carries CUDA (GBs); for the CPU build, run
+# make test TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
+TORCH_PIP_ARGS ?=
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(PY) -m pip install -q torch==2.13.0  # a CPU build from this machine's disk; other pins download GBs
+	$(PY) -m pip install -q -c constraints.txt torch $(TORCH_PIP_ARGS)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test,gpu,safety]'
 	touch $@
 

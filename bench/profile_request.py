@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 # The parts of the request path, in the order a request meets them: cumulative time of the
 # function that owns each part (a function's time includes what it calls).
 PARTS = [
-    ("whole request (WSGI handler)", "django/core/handlers/wsgi.py", "__call__"),
+    ("whole request (Django's handler)", "django/core/handlers/base.py", "get_response"),
     ("authentication (key lookup)", "accounts/apikeys.py", "authenticate_key"),
     ("rate limit (Redis, moving window)", "generation/limits.py", "hit_rate_limit"),
     ("daily quota unit (Redis)", "generation/quota.py", "take"),
@@ -30,7 +30,9 @@ PARTS = [
     ("rendering (enhance, backend, WEBP, XMP, store)", "generation/rendering.py", "run_generation"),
     ("  enhancer", "generation/enhance/__init__.py", "enhance_prompt"),
     ("  store the image", "generation/images.py", "store_image"),
-    ("total_ms write", "generation/charging.py", "on_a_live_connection"),
+    ("  the outcome's UPDATE", "generation/charging.py", "on_a_live_connection"),
+    ("database connection checkouts", "psycopg_pool/pool.py", "getconn"),
+    ("commits", "django/db/backends/base/base.py", "commit"),
     ("the answer's body", "generation/resources.py", "answer_for"),
     ("response headers (balance, quota)", "generation/api.py", "_account_headers"),
 ]
@@ -56,7 +58,6 @@ def main():
     from django.core.management import call_command
     from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     call_command("migrate", verbosity=0)
     from accounts.apikeys import create_api_key
@@ -83,8 +84,14 @@ def main():
         redis_commands[str(command[0])] += 1
         return original(self, *command, **options)
 
+    queries = []
+
+    def record(execute, sql, params, many, context):
+        queries.append({"sql": sql})
+        return execute(sql, params, many, context)
+
     redis.Redis.execute_command = counting
-    with CaptureQueriesContext(connection) as queries:
+    with connection.execute_wrapper(record):
         post()
     redis.Redis.execute_command = original
 

@@ -236,12 +236,15 @@ def bench_pipeline(levels, total, standin_ms):
     _, key = create_api_key(user=user, name=f"bench runware {time.time_ns()}")
     local = threading.local()
 
+    allow_nsfw = {"value": True}
+
     def pipeline_call():
         client = getattr(local, "client", None) or Client()
         local.client = client
         request_id = f"bench-runware-{uuid.uuid4()}"
         try:
-            response = client.post("/api/generate", data={"prompt": "anime girl with blue hair", "allowNSFW": False},
+            response = client.post("/api/generate",
+                                   data={"prompt": "anime girl with blue hair", "allowNSFW": allow_nsfw["value"]},
                                    content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}",
                                    HTTP_X_REQUEST_ID=request_id)
         finally:
@@ -252,14 +255,37 @@ def bench_pipeline(levels, total, standin_ms):
             raise RuntimeError(f"{response.status_code} {response.content[:200]!r}")
         return request_id
 
-    for concurrency in levels:
-        run_level(pipeline_call, concurrency, min(total, 50))  # connections, caches, the client pool
-        results, failures, wall, cpu = measured(pipeline_call, concurrency, total)
-        task_of = dict(Generation.objects.filter(request_id__in=[r for r, _ in results])
-                       .values_list("request_id", "details__taskUUID"))
-        handled = standin_ms()
-        by_request = {request_id: handled.get(task_uuid, 0.0) for request_id, task_uuid in task_of.items()}
-        report("POST /api/generate", concurrency, results, failures, by_request, wall, cpu)
+    # allowNSFW true (the default), then false: the image classifier runs on every image.
+    for nsfw_allowed in (True, False):
+        allow_nsfw["value"] = nsfw_allowed
+        for concurrency in levels:
+            run_level(pipeline_call, concurrency, min(total, 50))  # connections, caches, the client pool
+            results, failures, wall, cpu = measured(pipeline_call, concurrency, total)
+            task_of = dict(Generation.objects.filter(request_id__in=[r for r, _ in results])
+                           .values_list("request_id", "details__taskUUID"))
+            handled = standin_ms()
+            by_request = {request_id: handled.get(task_uuid, 0.0) for request_id, task_uuid in task_of.items()}
+            report(f"POST allowNSFW={str(nsfw_allowed).lower()}", concurrency, results, failures, by_request, wall,
+                   cpu)
+    classifier_alone()
+
+
+def classifier_alone(runs: int = 20) -> None:
+    """The image classifier by itself, on the stand-in's portrait WEBP: its share of allowNSFW=false."""
+    from generation import safety
+
+    if not safety.classifier_installed():
+        print("image classifier: not installed (the [safety] extra)")
+        return
+    from generation.safety import nudenet
+
+    image = sample_webp()
+    nudenet.detect(image)  # load the model
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(runs):
+        nudenet.detect(image)
+    print(f"image classifier alone ({nudenet.MODEL}, portrait): {(time.perf_counter() - wall) * 1000 / runs:.1f} ms "
+          f"wall, {(time.process_time() - cpu) * 1000 / runs:.1f} ms CPU per image")
 
 
 if __name__ == "__main__":
