@@ -16,6 +16,7 @@ def _webp(width, height):
 class InstantBackend(GenerationBackend):
     name = "instant"
     renders_in_web = True
+    waits_seconds = False
 
     def generate(self, request, *, deadline):
         return BackendImage(data=_webp(request.width, request.height), seed=request.seed, model="instant")

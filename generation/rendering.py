@@ -64,11 +64,12 @@ def render(generation: Generation, *, deadline_at: float, request_started: float
         # workers render); test keys always get the preview.
         backend_name = "preview" if generation.is_test else settings.GENERATION_BACKEND
         outcome["backend"] = backend_name
-        if not connection.in_atomic_block:
+        backend = get_backend(backend_name)
+        if backend.waits_seconds and not connection.in_atomic_block:
             # Seconds of backend work need no database connection: hand it back to the pool,
             # so many concurrent generations share a few connections.
             connection.close()
-        image = _generate_checked(get_backend(backend_name), request, deadline=deadline)
+        image = _generate_checked(backend, request, deadline=deadline)
         outcome["generate_ms"] = _ms_since(started)
         data = images.to_webp(image.data, width=generation.width, height=generation.height)
         data = xmp.embed_xmp(data, _generation_xmp(generation, outcome, image), width=generation.width,

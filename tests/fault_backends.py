@@ -16,6 +16,7 @@ class SlowBackend(PreviewBackend):
     enough to kill a process, or restart a database, while a generation is in flight."""
 
     name = "slow"
+    waits_seconds = True
 
     def generate(self, request, *, deadline):
         time.sleep(float(os.environ.get("FAULT_BACKEND_SLEEP_S", "5")))
@@ -27,6 +28,7 @@ class HangingBackend(PreviewBackend):
     would); a preview image otherwise. Only the task's time limit can free the worker."""
 
     name = "hanging"
+    waits_seconds = True
 
     def generate(self, request, *, deadline):
         if "hang" in request.prompt:

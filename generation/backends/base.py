@@ -44,6 +44,9 @@ class GenerationBackend(abc.ABC):
     # (preview): a sync request may render it in the web process itself, skipping the Celery round
     # trip (see generation.dispatch). A GPU backend must run on its worker.
     renders_in_web = False
+    # True when an image takes seconds (a GPU, a remote service): the pipeline hands its database
+    # connection back to the pool meanwhile, so many waiting generations share a few connections.
+    waits_seconds = True
 
     @abc.abstractmethod
     def generate(self, request: ImageRequest, *, deadline: float) -> BackendImage:

@@ -15,6 +15,7 @@ from .base import BackendImage, GenerationBackend, ImageRequest
 class PreviewBackend(GenerationBackend):
     name = "preview"
     renders_in_web = True
+    waits_seconds = False
 
     def generate(self, request: ImageRequest, *, deadline: float) -> BackendImage:
         # A colour derived from the prompt and seed, so different requests look different.
