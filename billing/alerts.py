@@ -8,6 +8,7 @@ from django.db import transaction
 
 from .models import Wallet
 from .pricing import can_afford_an_image
+from .tasks import send_balance_alert
 
 
 def crossings(*, before: Decimal, after: Decimal, threshold: Decimal | None) -> list[str]:
@@ -22,8 +23,6 @@ def crossings(*, before: Decimal, after: Decimal, threshold: Decimal | None) -> 
 def notice_drop(*, user_id: int, before: Decimal, after: Decimal, threshold: Decimal | None) -> None:
     """Called by billing.ledger inside the booking transaction; mails after it commits."""
     for kind in crossings(before=before, after=after, threshold=threshold):
-        from .tasks import send_balance_alert
-
         transaction.on_commit(
             lambda kind=kind: send_balance_alert.delay(user_id=user_id, kind=kind, balance=str(after))
         )

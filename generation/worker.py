@@ -38,6 +38,8 @@ def load_generation_model() -> None:
     """Warm the configured backend when it is the local GPU one, and the image classifier when the
     `[safety]` extra is installed. Any error propagates: a worker that cannot load its model must
     not take tasks."""
+    # Imported here, not at the top: config/celery.py imports this module while Django's settings
+    # are still loading, before any model may be imported.
     from django.conf import settings
 
     from . import safety

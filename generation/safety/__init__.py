@@ -14,6 +14,7 @@ import time
 from django.conf import settings
 
 from ..backends.base import BackendImage
+from . import nudenet
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,6 @@ def warm_up() -> bool:
     """Load the classifier now (worker start) rather than in the first request; False without it."""
     if not classifier_installed():
         return False
-    from . import nudenet
-
     nudenet.detector()
     return True
 
@@ -42,8 +41,6 @@ def is_flagged(image: BackendImage) -> bool:
         return True
     if not classifier_installed():
         return False
-    from . import nudenet
-
     started = time.perf_counter()
     labels = nudenet.nsfw_labels(nudenet.detect(image.data), threshold=getattr(settings, "SAFETY_THRESHOLD", 0.5))
     image.details["safety_ms"] = round((time.perf_counter() - started) * 1000, 1)

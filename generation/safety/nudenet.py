@@ -9,8 +9,6 @@ why this is an optional extra an operator chooses to install.
 import functools
 import io
 
-import numpy as np
-from nudenet import NudeDetector
 from PIL import Image
 
 from ..images import MAX_INPUT_PIXELS, InvalidImage
@@ -28,8 +26,11 @@ MODEL = "nudenet-320n"
 
 
 @functools.cache
-def detector() -> NudeDetector:
-    """One ONNX session per process: building it reads the 12 MB model (~100 ms)."""
+def detector():
+    """One ONNX session per process: building it reads the 12 MB model (~100 ms). NudeNet and
+    onnxruntime are the optional `[safety]` extra, imported here on first use, in the worker."""
+    from nudenet import NudeDetector
+
     return NudeDetector()
 
 
@@ -45,9 +46,11 @@ def nsfw_labels(detections: list[dict], *, threshold: float) -> list[str]:
     return list(dict.fromkeys(d["class"] for d in found))
 
 
-def _bgr_pixels(data: bytes) -> np.ndarray:
+def _bgr_pixels(data: bytes):
     """Decoded with Pillow under the same pixel cap as the rest of the pipeline, then laid out as
     OpenCV's imread gives it (BGR, uint8), which is what NudeNet's preprocessing expects."""
+    import numpy as np  # with the [safety] extra
+
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_INPUT_PIXELS:
