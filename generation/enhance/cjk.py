@@ -18,10 +18,13 @@ by the same rules as English.
   number; a count after its noun (女の子四人) is moved before it.
 """
 
+import bisect
 import gzip
 import re
+import sys
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import fugashi
 import rjieba
@@ -38,7 +41,9 @@ MAX_NAME_SPAN = 4
 
 KANA = re.compile(r"[\u3040-\u30ff]")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+NAME_CHARS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 CJK_RUN = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff9f]+")
+NUMERAL_PREFIX = re.compile(r"^[0-9一二两兩三四五六七八九十]+$")
 NUMERAL_COUNTER = re.compile(r"^([0-9一二两兩三四五六七八九十]+)(人|个|個|位|名|匹|只|隻|頭|头)$")
 NUMERALS = {"一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9,
             "十": 10}
@@ -106,8 +111,7 @@ def name_key(romanised: str) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Word:
+class Word(NamedTuple):  # a tuple: a long prompt makes hundreds, and a tuple is cheap to build
     surface: str
     lemma: str
     reading: str  # katakana (Japanese words); "" when unknown
@@ -117,8 +121,33 @@ class Word:
 
 
 def _read_table(name: str) -> dict[str, str]:
+    """word -> gloss. Glosses repeat (thousands of words mean "dress"): one string object each."""
+    table = {}
     with gzip.open(DATA_DIR / name, "rt", encoding="utf-8") as rows:
-        return dict(line.rstrip("\n").split("\t", 1) for line in rows if "\t" in line)
+        for line in rows:
+            word, tab, gloss = line.rstrip("\n").partition("\t")
+            if tab:
+                table[word] = sys.intern(gloss)
+    return table
+
+
+def _unidic_fields(node) -> tuple[str, str, str | None, str | None]:
+    """pos1, pos2, lemma, kana of a UniDic node. Split from the raw CSV: fugashi's feature tuple
+    costs more than the segmentation itself; a field with a comma in it is quoted, and then the
+    tuple is used after all. Unknown words have fewer fields: no lemma, no reading."""
+    raw = node.feature_raw
+    if '"' in raw:
+        feature = node.feature
+        return feature.pos1, feature.pos2, feature.lemma, feature.kana
+    fields = raw.split(",")
+    return (fields[0], fields[1] if len(fields) > 1 else "", fields[7] if len(fields) > 7 else None,
+            fields[17] if len(fields) > 17 else None)
+
+
+def _starts_some(keys: list[str], text: str) -> bool:
+    """Whether some key in the sorted list starts with text (or is text)."""
+    at = bisect.bisect_left(keys, text)
+    return at < len(keys) and keys[at].startswith(text)
 
 
 class Reader:
@@ -128,12 +157,17 @@ class Reader:
         self.hand = vocabulary.cjk
         self.tables = {"ja": _read_table("ja-dict.tsv.gz"), "zh": _read_table("zh-dict.tsv.gz")}
         self.pinyin = _read_table("hanzi-pinyin.tsv.gz")
+        # Sorted keys of what a run of words may spell (hand table, dictionary, numerals): a run
+        # stops growing as soon as no key starts with it, so a long prompt costs a few lookups a word.
+        self.key_order = {language: sorted({*self.hand, *table, *NUMERALS, *"0123456789"})
+                          for language, table in self.tables.items()}
         # "-r /dev/null": no mecabrc needed; the dictionary is the one unidic-lite ships.
         self.tagger = fugashi.Tagger(f"-d {unidic_lite.DICDIR} -r /dev/null")
-        self.jieba = rjieba.Jieba()
+        # rjieba builds its default segmenter on import; a second one would hold its dictionary
+        # (about 25 MB) twice. The hand words go into that one (nothing else here segments Chinese).
         for word in self.hand:
             if len(word) > 1 and HAN.search(word) and not KANA.search(word):
-                self.jieba.add_word(word, 100000, "n")
+                rjieba.add_word(word, 100000, "n")
         self.names = self._index_names(vocabulary)
         self.series_words = {tag: strip_qualifier(series).replace("_", " ")
                              for tag, series in vocabulary.character_series.items()}
@@ -159,14 +193,13 @@ class Reader:
         if language == "ja":
             found = []
             for node in self.tagger(text):
-                feature = node.feature
-                lemma = feature.lemma or node.surface
-                found.append(Word(node.surface, lemma, feature.kana or "", feature.pos1 in VERBAL_POS,
-                                  feature.pos2 == "固有名詞", feature.pos1 in NAME_BREAK_POS))
+                pos1, pos2, lemma, kana = _unidic_fields(node)
+                found.append(Word(node.surface, lemma or node.surface, kana or "", pos1 in VERBAL_POS,
+                                  pos2 == "固有名詞", pos1 in NAME_BREAK_POS))
             return found
         return [Word(surface, surface, "", tag in ("uj", "ul", "v", "u"), tag in ("nr", "nrt", "nz", "nrfg"),
                      tag in ("uj", "ul", "u", "p", "c"))
-                for surface, tag in self.jieba.tag(text, False)]
+                for surface, tag in rjieba.tag(text, False)]
 
     def meaning(self, text: str, language: str) -> str | None:
         """The English of a word or run of words: hand table, counts, then the dictionary."""
@@ -206,9 +239,15 @@ class Reader:
         first = words[start]
         if first.joins or not (first.proper or not self.known(first, language)):
             return None  # a name starts with a proper noun or a word no table has
-        for end in range(min(len(words), start + MAX_NAME_SPAN), start, -1):
+        # A name is a run of kana and hanzi with no particle or verb in it: find where that run
+        # ends before romanising anything.
+        last = start
+        while last < min(len(words), start + MAX_NAME_SPAN) and not words[last].joins \
+                and NAME_CHARS.fullmatch(words[last].surface):
+            last += 1
+        for end in range(last, start, -1):
             span = words[start:end]
-            if len("".join(w.surface for w in span)) < 2 or any(w.joins for w in span):
+            if len("".join(w.surface for w in span)) < 2:
                 continue
             for romanised in self.romanisations(span, language):
                 tag = self.names.get(name_key(romanised))
@@ -217,14 +256,20 @@ class Reader:
         return None
 
     def table_at(self, words: list[Word], start: int, language: str) -> tuple[int, str] | None:
-        for end in range(min(len(words), start + MAX_SPAN), start, -1):
-            text = "".join(w.surface for w in words[start:end])
+        """The longest run of words from start that a table knows, as (end, meaning)."""
+        keys = self.key_order[language]
+        best = None
+        text = ""
+        for end in range(start + 1, min(len(words), start + MAX_SPAN) + 1):
+            text += words[end - 1].surface
             found = self.meaning(text, language)
             if found is None and end == start + 1 and words[start].lemma != words[start].surface:
                 found = self.meaning(words[start].lemma, language)  # 座っ -> 座る, 青く -> 青い
             if found is not None:
-                return end, found
-        return None
+                best = end, found
+            if not _starts_some(keys, text) and not NUMERAL_PREFIX.match(text):
+                break
+        return best
 
     def pieces_of(self, surface: str, language: str) -> list[str] | None:
         """A word no table knows, as known words covering all of it (戴帽子 -> 戴, 帽子), or None."""
