@@ -188,7 +188,9 @@ def tokenize(segment: str) -> list[Token]:
         lowered = original.lower()
         lowered = WORD_REWRITES.get(lowered, lowered)
         if lowered:
-            tokens.append(Token(lowered, stem(lowered), original[0].isupper(), not tokens))
+            # "winding", "bowing": a word of its own, not an inflection of the noun wind or bow.
+            word_stem = lowered if lowered in lexicon.NOT_INFLECTIONS else stem(lowered)
+            tokens.append(Token(lowered, word_stem, original[0].isupper(), not tokens))
     return tokens
 
 
@@ -626,6 +628,12 @@ def verb_object_tags(prefix: str, obj: str, vocabulary: Vocabulary) -> list[str]
         tag = vocabulary.resolve(candidate)
         if tag and tag not in found and tag != obj:
             found.append(tag)
+    if kind is None and (bare in lexicon.ANIMAL_TAGS or obj.endswith("_(animal)")) \
+            or kind in lexicon.ANIMAL_TAGS:
+        # holding_cat is also holding_animal: Danbooru tags both.
+        animal = vocabulary.resolve(f"{prefix}_animal")
+        if animal:
+            found.append(animal)
     if prefix == "playing" and kind in ("instrument", "sports"):
         found.append(f"playing_{kind}")
     if found and prefix == "holding":
@@ -667,7 +675,7 @@ def quantity(tokens: list[Token], index: int) -> int:
         if word in lexicon.MANY_WORDS:
             return lexicon.MANY
         if word in lexicon.DEFINITE:
-            return 0
+            break  # "the girl": the one already named; "the girls": several
         if word in lexicon.NEGATION_STOPS or is_subject(tokens[position]):
             break
     plural = (token.text != token.stem and token.text.endswith("s")) or token.text in lexicon.IRREGULAR_PLURALS
