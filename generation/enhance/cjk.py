@@ -43,6 +43,7 @@ IRREGULAR_PLURAL_OF = {"child": "children", "man": "men", "woman": "women", "per
                        "children": "children", "men": "men", "women": "women", "mouse": "mice"}
 MAX_SPAN = 6  # words in one table entry or name
 MAX_NAME_SPAN = 4
+MAX_CANDIDATE_CHARS = 4  # an everyday word read as a name is short (胡桃, 刻晴)
 
 KANA = re.compile(r"[\u3040-\u30ff]")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -408,7 +409,8 @@ def _gloss_run(run: str, language: str, reader: Reader) -> list[Piece]:
                 _add(pieces, meaning, verbal=all(w.verbal for w in words[index:end]))
                 span = words[index:end]
                 if len(pieces) > before and not meaning.startswith("!") and not any(w.joins for w in span) \
-                        and len(run_text := "".join(w.surface for w in span)) >= 2 and NAME_CHARS.fullmatch(run_text):
+                        and 2 <= len(run_text := "".join(w.surface for w in span)) <= MAX_CANDIDATE_CHARS \
+                        and NAME_CHARS.fullmatch(run_text):
                     pieces[-1].candidate = tuple(span)
             index = end
             continue
