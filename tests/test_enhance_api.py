@@ -26,8 +26,9 @@ def test_enhance_answers_the_prompt_and_its_negative_without_charging(client, al
     response = enhance(client, alice_key, {"prompt": "anime girl with blue hair, magical forest"})
     assert response.status_code == HTTPStatus.OK
     assert response.json() == {
-        "enhanced_prompt": "1girl, solo, blue_hair, magic, forest, newest, masterpiece, high score, great score, "
-                           "absurdres",
+        # The reference's example: the forest is enriched with scenery and light (data/enrich.txt).
+        "enhanced_prompt": "1girl, solo, blue_hair, magic, forest, fantasy, glowing, light_particles, nature, tree, "
+                           "outdoors, newest, masterpiece, high score, great score, absurdres",
         "negative_prompt": "lowres, bad anatomy, bad hands, text, error, missing finger, extra digits, fewer digits, "
                            "cropped, worst quality, low quality, low score, bad score, average score, signature, "
                            "watermark, username, blurry",

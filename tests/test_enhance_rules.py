@@ -4,10 +4,10 @@ enrichment that never changes the count or the rating."""
 
 import pytest
 
-from generation.enhance import offline
+from generation.enhance import lexicon, offline
 from generation.enhance.cjk import name_key, romaji
 from generation.enhance.senses import disambiguate
-from generation.enhance.vocabulary import get_vocabulary
+from generation.enhance.vocabulary import DATA_DIR, GENERAL, get_vocabulary
 
 
 def tags_of(prompt: str) -> set[str]:
@@ -94,17 +94,114 @@ def test_settled_phrases_keep_their_sense():
     assert disambiguate("player swinging a bat") == "player swinging a baseball bat"
 
 
-@pytest.mark.parametrize("prompt", ["anime girl with blue hair, magical forest", "两个女孩在森林里",
-                                    "森の中の二人の男の子", "a knight and a dragon, castle"])
-def test_enrichment_never_changes_count_or_rating(prompt):
+ENRICHED_PROMPTS = ["anime girl with blue hair, magical forest", "两个女孩在森林里", "森の中の二人の男の子",
+                    "a knight and a dragon, castle", "beach at sunset, nobody", "夜の街、雨、女の子たち",
+                    "图书馆里看书的少年", "cyberpunk city at night", "桜の下の巫女"]
+
+
+@pytest.mark.parametrize("prompt", ENRICHED_PROMPTS)
+def test_enrichment_never_changes_count_characters_or_rating(prompt, monkeypatch):
     vocabulary = get_vocabulary()
-    analysis = offline.analyse(prompt, vocabulary)
-    base = offline.count_tags(offline.People(), [], [], vocabulary)  # nothing added from nothing
-    assert base == []
-    added = set(offline.add_related(list(analysis.general), vocabulary, also_present=analysis.characters)) \
-        - set(analysis.general)
-    assert not {t for t in added if offline.COUNT_TAG.match(t)}
-    assert not {t for t in added if t in vocabulary.explicit}
+    enriched = offline.analyse(prompt, vocabulary)
+    monkeypatch.setattr(vocabulary, "enrichments", ())
+    plain = offline.analyse(prompt, vocabulary)
+    assert (enriched.counts, enriched.characters, enriched.series, enriched.rating, enriched.negated) == \
+        (plain.counts, plain.characters, plain.series, plain.rating, plain.negated)
+    assert set(plain.general) <= set(enriched.general)
+    assert not {t for t in enriched.general if t in vocabulary.explicit}
+
+
+def test_enrichment_adds_scenery_the_prompt_asks_for():
+    check("anime girl with blue hair, magical forest", ["1girl", "blue_hair", "forest", "fantasy", "nature", "tree"],
+          ["2girls", "no_humans"])
+    check("no trees, a forest of crystals", [], ["tree"])  # a negated tag is never added back
+
+
+def test_every_enrichment_adds_only_scenery_light_and_atmosphere():
+    vocabulary = get_vocabulary()
+    text = (DATA_DIR / "enrich.txt").read_text(encoding="utf-8")
+    lines = [line for line in text.splitlines() if "=>" in line and not line.startswith("#")]
+    assert len(lines) == len(vocabulary.enrichments)
+    for line, relation in zip(lines, vocabulary.enrichments):
+        assert len(relation.adds) == len(line.split("=>")[1].split(",")), f"not a tag in: {line}"
+        for tag in relation.adds:
+            assert vocabulary.category(tag) == GENERAL, tag  # no character, series or meta tag
+            assert not offline.COUNT_TAG.match(tag) and tag not in vocabulary.explicit, tag
+            assert tag not in lexicon.PERSON_CUE_TAGS and not tag.endswith(lexicon.PERSON_CUE_SUFFIXES), tag
+            assert tag not in lexicon.ANIMAL_TAGS and tag not in lexicon.POSE_TAGS, tag
+
+
+# Plural markers without a number: several of the noun, never solo.
+PLURAL_MARKERS = [
+    ("女の子たちが桜の下でお花見", ["multiple_girls", "cherry_blossoms"], ["solo", "1girl"]),
+    ("子供たちが雪遊びをしている", ["snow"], ["solo"]),
+    ("女孩们在海边玩水", ["multiple_girls", "beach"], ["solo", "1girl"]),
+    ("騎士們在黎明時出發", ["dawn"], ["solo"]),
+    ("the children are playing in the snow", ["snow"], ["solo"]),
+    ("the girls are singing on stage", ["multiple_girls", "singing"], ["solo", "1girl"]),
+]
+
+
+@pytest.mark.parametrize("prompt,must,must_not", PLURAL_MARKERS)
+def test_plural_markers(prompt, must, must_not):
+    check(prompt, must, must_not)
+
+
+# A negation the segmenter leaves on its word, a hand on the body, an animal held.
+NEGATION_HANDS_ANIMALS = [
+    ("没戴帽子的男孩，蓝色外套", ["1boy"], ["hat"]),
+    ("不戴眼镜的少年，白衬衫", ["1boy", "white_shirt"], ["glasses"]),
+    ("头发遮住一只眼睛，没穿鞋", ["hair_over_one_eye"], ["shoes"]),
+    ("頬に手を当てて微笑む少女", ["1girl", "hand_on_own_cheek", "smile"], []),
+    ("用手托着脸颊的少女", ["1girl", "hand_on_own_cheek"], []),
+    ("托着盘子的女仆", ["maid", "tray", "holding_tray"], ["hand_on_own_cheek"]),
+    ("a girl with her hand on her cheek", ["hand_on_own_cheek"], []),
+    ("子猫を抱いている少女", ["holding_animal", "cat"], ["hug"]),
+    ("抱着小狗的男孩", ["holding_animal", "dog", "1boy"], []),
+    ("a boy holding a fox", ["holding_animal", "fox"], []),
+]
+
+
+@pytest.mark.parametrize("prompt,must,must_not", NEGATION_HANDS_ANIMALS)
+def test_negation_hands_and_animals(prompt, must, must_not):
+    check(prompt, must, must_not)
+
+
+# An everyday word that is also a name is the character when its series is named; variant kanji.
+NAMES_AND_WORDS = [
+    ("原神の胡桃、ツインテール", ["hu_tao_(genshin_impact)", "genshin_impact"], ["walnut"]),
+    ("原神胡桃，双马尾，微笑", ["hu_tao_(genshin_impact)", "twintails"], ["walnut"]),
+    ("胡桃のケーキ", [], ["hu_tao_(genshin_impact)"]),
+    ("竈門禰豆子が走っている", ["kamado_nezuko", "running"], []),
+    ("竈門祢豆子、夕方", ["kamado_nezuko"], []),
+]
+
+
+@pytest.mark.parametrize("prompt,must,must_not", NAMES_AND_WORDS)
+def test_names_and_everyday_words(prompt, must, must_not):
+    check(prompt, must, must_not)
+
+
+# Words of one language only, participles that are not their noun, dawn.
+SENSES_AND_KINDS = [
+    ("鬼の少女、赤い角", ["oni", "1girl", "red_horns"], ["ghost"]),
+    ("鬼娘，红色的角", ["oni", "1girl"], []),
+    ("一个鬼在走廊里", ["ghost"], ["oni"]),
+    ("winding mountain road at dawn, no people", ["road", "dawn", "no_humans"], ["wind"]),
+    ("a bowing maid", ["bowing", "maid"], ["bow"]),
+    ("strong wind, leaves flying", ["wind", "leaf"], []),
+    ("夜明けの海辺", ["dawn"], []),
+    ("黎明时的城市，没有人", ["dawn", "city", "no_humans"], []),
+    ("袴姿の剣士、黒いマント", ["hakama", "black_cape"], []),
+    ("穿袴的武士，黑色披风", ["hakama", "cape"], []),
+    ("五人の少女がカフェで話している", ["5girls", "cafe"], ["solo"]),
+    ("五个女孩在咖啡馆聊天", ["5girls", "cafe"], ["solo"]),
+]
+
+
+@pytest.mark.parametrize("prompt,must,must_not", SENSES_AND_KINDS)
+def test_senses_and_kinds(prompt, must, must_not):
+    check(prompt, must, must_not)
 
 
 def test_deterministic_across_calls():

@@ -18,10 +18,13 @@ by the same rules as English.
   number; a count after its noun (女の子四人) is moved before it.
 """
 
+import bisect
 import gzip
 import re
+import sys
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import fugashi
 import rjieba
@@ -33,17 +36,30 @@ CLAUSE_BREAK = ","
 JOINER = "."
 NEGATE_PREVIOUS = "!no"
 PLURAL_PREVIOUS = "!plural"
+HAND_ON_PREVIOUS = "!hand_on"
+HAND_ON_NEXT = "!hand_on_next"
+BODY_PARTS = frozenset("cheek cheeks face chin head chest hip hips forehead mouth ear ears eye eyes neck".split())
+IRREGULAR_PLURAL_OF = {"child": "children", "man": "men", "woman": "women", "person": "people", "people": "people",
+                       "children": "children", "men": "men", "women": "women", "mouse": "mice"}
 MAX_SPAN = 6  # words in one table entry or name
 MAX_NAME_SPAN = 4
+MAX_CANDIDATE_CHARS = 4  # an everyday word read as a name is short (胡桃, 刻晴)
 
 KANA = re.compile(r"[\u3040-\u30ff]")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+NAME_CHARS = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 CJK_RUN = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff9f]+")
+NUMERAL_PREFIX = re.compile(r"^[0-9一二两兩三四五六七八九十]+$")
 NUMERAL_COUNTER = re.compile(r"^([0-9一二两兩三四五六七八九十]+)(人|个|個|位|名|匹|只|隻|頭|头)$")
 NUMERALS = {"一": 1, "二": 2, "两": 2, "兩": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9,
             "十": 10}
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight",
                 9: "nine", 10: "ten"}
+NEGATION_PREFIXES = frozenset("没沒不无無别別")
+# Kanji variants the segmenter reads in only one of their forms (names are often written in the
+# older one: 竈門禰豆子). Folded before segmenting; NFKC leaves them apart.
+KANJI_VARIANTS = str.maketrans({"禰": "祢", "髙": "高", "﨑": "崎", "德": "徳", "邊": "辺", "邉": "辺",
+                                "櫻": "桜", "澤": "沢", "齋": "斎", "齊": "斉", "濱": "浜", "瀨": "瀬", "廣": "広"})
 MODIFIER_MARKS = frozenset("的 之".split())
 COLOUR_WORDS = frozenset("red orange yellow green blue purple pink white black grey gray brown silver golden gold blonde".split())
 PERSON_WORDS = frozenset("girl girls boy boys woman women man men person people child children".split())
@@ -106,8 +122,7 @@ def name_key(romanised: str) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class Word:
+class Word(NamedTuple):  # a tuple: a long prompt makes hundreds, and a tuple is cheap to build
     surface: str
     lemma: str
     reading: str  # katakana (Japanese words); "" when unknown
@@ -117,26 +132,60 @@ class Word:
 
 
 def _read_table(name: str) -> dict[str, str]:
+    """word -> gloss. Glosses repeat (thousands of words mean "dress"): one string object each."""
+    table = {}
     with gzip.open(DATA_DIR / name, "rt", encoding="utf-8") as rows:
-        return dict(line.rstrip("\n").split("\t", 1) for line in rows if "\t" in line)
+        for line in rows:
+            word, tab, gloss = line.rstrip("\n").partition("\t")
+            if tab:
+                table[word] = sys.intern(gloss)
+    return table
+
+
+def _unidic_fields(node) -> tuple[str, str, str | None, str | None]:
+    """pos1, pos2, lemma, kana of a UniDic node. Split from the raw CSV: fugashi's feature tuple
+    costs more than the segmentation itself; a field with a comma in it is quoted, and then the
+    tuple is used after all. Unknown words have fewer fields: no lemma, no reading."""
+    raw = node.feature_raw
+    if '"' in raw:
+        feature = node.feature
+        return feature.pos1, feature.pos2, feature.lemma, feature.kana
+    fields = raw.split(",")
+    return (fields[0], fields[1] if len(fields) > 1 else "", fields[7] if len(fields) > 7 else None,
+            fields[17] if len(fields) > 17 else None)
+
+
+def _starts_some(keys: list[str], text: str) -> bool:
+    """Whether some key in the sorted list starts with text (or is text)."""
+    at = bisect.bisect_left(keys, text)
+    return at < len(keys) and keys[at].startswith(text)
 
 
 class Reader:
     """The segmenters, dictionary tables and name index: loaded once per process."""
 
     def __init__(self, vocabulary: Vocabulary):
-        self.hand = vocabulary.cjk
+        # data/cjk.txt: "WORD = ..." for both languages, "ja:WORD = ..." or "zh:WORD = ..." for one.
+        self.hand = {word: gloss for word, gloss in vocabulary.cjk.items() if word[2:3] != ":"}
+        self.hand_of = {language: {word[3:]: gloss for word, gloss in vocabulary.cjk.items()
+                                   if word.startswith(language + ":")} for language in ("ja", "zh")}
         self.tables = {"ja": _read_table("ja-dict.tsv.gz"), "zh": _read_table("zh-dict.tsv.gz")}
         self.pinyin = _read_table("hanzi-pinyin.tsv.gz")
+        # Sorted keys of what a run of words may spell (hand table, dictionary, numerals): a run
+        # stops growing as soon as no key starts with it, so a long prompt costs a few lookups a word.
+        self.key_order = {language: sorted({*self.hand, *self.hand_of[language], *table, *NUMERALS, *"0123456789"})
+                          for language, table in self.tables.items()}
         # "-r /dev/null": no mecabrc needed; the dictionary is the one unidic-lite ships.
         self.tagger = fugashi.Tagger(f"-d {unidic_lite.DICDIR} -r /dev/null")
-        self.jieba = rjieba.Jieba()
+        # rjieba builds its default segmenter on import; a second one would hold its dictionary
+        # (about 25 MB) twice. The hand words go into that one (nothing else here segments Chinese).
         for word in self.hand:
-            if len(word) > 1 and HAN.search(word) and not KANA.search(word):
-                self.jieba.add_word(word, 100000, "n")
+            if len(word) > 1 and HAN.search(word) and not KANA.search(word) and word[2:3] != ":":
+                rjieba.add_word(word, 100000, "n")
         self.names = self._index_names(vocabulary)
         self.series_words = {tag: strip_qualifier(series).replace("_", " ")
                              for tag, series in vocabulary.character_series.items()}
+        self.series_phrases = frozenset(self.series_words.values())
 
     @staticmethod
     def _index_names(vocabulary: Vocabulary) -> dict[str, str]:
@@ -159,18 +208,26 @@ class Reader:
         if language == "ja":
             found = []
             for node in self.tagger(text):
-                feature = node.feature
-                lemma = feature.lemma or node.surface
-                found.append(Word(node.surface, lemma, feature.kana or "", feature.pos1 in VERBAL_POS,
-                                  feature.pos2 == "固有名詞", feature.pos1 in NAME_BREAK_POS))
+                pos1, pos2, lemma, kana = _unidic_fields(node)
+                found.append(Word(node.surface, lemma or node.surface, kana or "", pos1 in VERBAL_POS,
+                                  pos2 == "固有名詞", pos1 in NAME_BREAK_POS))
             return found
-        return [Word(surface, surface, "", tag in ("uj", "ul", "v", "u"), tag in ("nr", "nrt", "nz", "nrfg"),
-                     tag in ("uj", "ul", "u", "p", "c"))
-                for surface, tag in self.jieba.tag(text, False)]
+        found = []
+        for surface, tag in rjieba.tag(text, False):
+            if surface[0] in NEGATION_PREFIXES and len(surface) > 1 and self.meaning(surface, language) is None:
+                # 没戴, 不戴眼镜, 没穿鞋: the segmenter keeps the negation on its word; the tables know
+                # the word without it.
+                found.append(Word(surface[0], surface[0], "", False, False, True))
+                surface = surface[1:]
+            found.append(Word(surface, surface, "", tag in ("uj", "ul", "v", "u"), tag in ("nr", "nrt", "nz", "nrfg"),
+                              tag in ("uj", "ul", "u", "p", "c")))
+        return found
 
     def meaning(self, text: str, language: str) -> str | None:
         """The English of a word or run of words: hand table, counts, then the dictionary."""
-        found = self.hand.get(text)
+        found = self.hand_of[language].get(text)
+        if found is None:
+            found = self.hand.get(text)
         if found is not None:
             return found
         count = NUMERAL_COUNTER.match(text)
@@ -182,7 +239,7 @@ class Reader:
             return self.tables[language].get(text)
         return None
 
-    def romanisations(self, words: list[Word], language: str) -> list[str]:
+    def romanisations(self, words: list[Word], language: str, *, pinyin_too: bool = False) -> list[str]:
         text = "".join(w.surface for w in words)
         if not all(KANA.match(c) or HAN.match(c) for c in text):
             return []
@@ -192,7 +249,7 @@ class Reader:
                 [node.feature.kana or "" for node in self.tagger(text)]
             if all(readings):
                 found.append(romaji("".join(readings)))
-        if language == "zh" and all(c in self.pinyin for c in text):
+        if (language == "zh" or pinyin_too) and all(c in self.pinyin for c in text):
             found.append("".join(self.pinyin[c] for c in text))
         return found
 
@@ -206,9 +263,15 @@ class Reader:
         first = words[start]
         if first.joins or not (first.proper or not self.known(first, language)):
             return None  # a name starts with a proper noun or a word no table has
-        for end in range(min(len(words), start + MAX_NAME_SPAN), start, -1):
+        # A name is a run of kana and hanzi with no particle or verb in it: find where that run
+        # ends before romanising anything.
+        last = start
+        while last < min(len(words), start + MAX_NAME_SPAN) and not words[last].joins \
+                and NAME_CHARS.fullmatch(words[last].surface):
+            last += 1
+        for end in range(last, start, -1):
             span = words[start:end]
-            if len("".join(w.surface for w in span)) < 2 or any(w.joins for w in span):
+            if len("".join(w.surface for w in span)) < 2:
                 continue
             for romanised in self.romanisations(span, language):
                 tag = self.names.get(name_key(romanised))
@@ -217,14 +280,20 @@ class Reader:
         return None
 
     def table_at(self, words: list[Word], start: int, language: str) -> tuple[int, str] | None:
-        for end in range(min(len(words), start + MAX_SPAN), start, -1):
-            text = "".join(w.surface for w in words[start:end])
+        """The longest run of words from start that a table knows, as (end, meaning)."""
+        keys = self.key_order[language]
+        best = None
+        text = ""
+        for end in range(start + 1, min(len(words), start + MAX_SPAN) + 1):
+            text += words[end - 1].surface
             found = self.meaning(text, language)
             if found is None and end == start + 1 and words[start].lemma != words[start].surface:
                 found = self.meaning(words[start].lemma, language)  # 座っ -> 座る, 青く -> 青い
             if found is not None:
-                return end, found
-        return None
+                best = end, found
+            if not _starts_some(keys, text) and not NUMERAL_PREFIX.match(text):
+                break
+        return best
 
     def pieces_of(self, surface: str, language: str) -> list[str] | None:
         """A word no table knows, as known words covering all of it (戴帽子 -> 戴, 帽子), or None."""
@@ -263,11 +332,15 @@ class Piece:
     verbal: bool = False
     name: str = ""  # the character tag a romanised name stands for
     soft: bool = False  # a break made by 的, not by punctuation
+    # The words of an everyday word that may also be a character's name (胡桃: walnut or Hu Tao),
+    # read as the name only when the prompt names that character's series.
+    candidate: tuple = ()
 
 
 def gloss(text: str, vocabulary: Vocabulary) -> str:
     reader = get_reader(vocabulary)
     language = language_of(text)
+    text = text.translate(KANJI_VARIANTS) if language == "ja" else text
     pieces: list[Piece] = []
     position = 0
     for run in CJK_RUN.finditer(text):
@@ -283,7 +356,22 @@ def gloss(text: str, vocabulary: Vocabulary) -> str:
         if piece.name and piece.text.startswith("\0"):
             series = reader.series_words.get(piece.name, "")
             piece.text = _name_text(piece.name) if series and series in lowered else piece.text[1:]
+    named_series = {piece.text.strip().lower() for piece in pieces} & reader.series_phrases
+    if named_series:
+        for piece in pieces:
+            if piece.candidate:
+                _read_as_name(piece, named_series, language, reader)
     return " ".join(p.text for p in pieces)
+
+
+def _read_as_name(piece: Piece, named_series: set[str], language: str, reader: Reader):
+    """An everyday word that romanises (by its reading, or in pinyin: Chinese characters keep their
+    hanzi in Japanese prompts too) to a character of a series the prompt names is that character."""
+    for romanised in reader.romanisations(list(piece.candidate), language, pinyin_too=True):
+        tag = reader.names.get(name_key(romanised))
+        if tag and reader.series_words.get(tag) in named_series:
+            piece.text, piece.name = _name_text(tag), tag
+            return
 
 
 def _name_text(tag: str) -> str:
@@ -315,9 +403,15 @@ def _gloss_run(run: str, language: str, reader: Reader) -> list[Piece]:
             end, meaning = table
             if name and name_chars == table_chars:
                 # Decided once the whole prompt is read (see gloss): "\0" marks the word's gloss.
-                pieces.append(Piece("\0" + f" {meaning} ", name=name[1]))
+                pieces.append(Piece("\0" + f" {meaning} ", name=name[1], candidate=tuple(words[index:end])))
             else:
+                before = len(pieces)
                 _add(pieces, meaning, verbal=all(w.verbal for w in words[index:end]))
+                span = words[index:end]
+                if len(pieces) > before and not meaning.startswith("!") and not any(w.joins for w in span) \
+                        and 2 <= len(run_text := "".join(w.surface for w in span)) <= MAX_CANDIDATE_CHARS \
+                        and NAME_CHARS.fullmatch(run_text):
+                    pieces[-1].candidate = tuple(span)
             index = end
             continue
         word = words[index]
@@ -325,6 +419,9 @@ def _gloss_run(run: str, language: str, reader: Reader) -> list[Piece]:
         for meaning in parts or ():
             _add(pieces, meaning, verbal=word.verbal)
         index += 1
+    for piece in pieces:
+        if piece.text == HAND_ON_NEXT:  # nothing followed the hand
+            piece.text = " "
     return _counts_before_nouns(pieces)
 
 
@@ -367,20 +464,46 @@ def _add(pieces: list[Piece], meaning: str, *, verbal: bool):
                 pieces[verb].text = " "
             break
     elif meaning == PLURAL_PREVIOUS:
+        # 女の子たち, 骑士们: several of the noun before; a name stays a name (炭治郎たち).
         for piece in reversed(pieces):
             word = piece.text.strip()
             if word:
-                if word in PERSON_WORDS and not word.endswith("s") and word not in ("men", "women", "people"):
-                    piece.text = f" several {word}s "
+                if not piece.name and not piece.verbal and word not in (",", "no") and not word.startswith("no "):
+                    piece.text = f" several {plural(word)} "
                 break
+    elif meaning == HAND_ON_PREVIOUS:
+        # 頬に手を当てる: the part of the body named before the hand.
+        for piece in reversed(pieces):
+            word = piece.text.strip()
+            if word == ",":
+                break
+            if word and not piece.verbal:
+                if word in BODY_PARTS:
+                    piece.text = f" hand on own {word} "
+                break
+    elif meaning == HAND_ON_NEXT:
+        pieces.append(Piece(HAND_ON_NEXT))
     elif meaning.strip() in NUMBER_WORDS.values() and pieces and _last_word(pieces) in PERSON_WORDS:
         # 女の子四人: the count follows its noun; English wants it before.
         for piece in reversed(pieces):
             if piece.text.strip():
                 piece.text = f" {meaning.strip()} {piece.text.strip()} "
                 break
+    elif pieces and pieces[-1].text == HAND_ON_NEXT:
+        # 用手托着脸颊: a hand on the part of the body named next; anything else is held (托着盘子).
+        pieces[-1].text = f" hand on own {meaning} " if meaning in BODY_PARTS else f" holding {meaning} "
     else:
         pieces.append(Piece(f" {meaning} ", verbal=verbal))
+
+
+def plural(words: str) -> str:
+    """"girl" -> "girls", "long hair girl" -> "long hair girls", "child" -> "children"."""
+    *before, last = words.split(" ")
+    if last in IRREGULAR_PLURAL_OF:
+        last = IRREGULAR_PLURAL_OF[last]
+    elif not last.endswith("s"):
+        last = last + ("es" if last.endswith(("x", "ch", "sh")) else "s")
+    return " ".join([*before, last])
 
 
 def _last_word(pieces: list[Piece]) -> str:

@@ -98,6 +98,9 @@ MANY_WORDS = frozenset("several many multiple group crowd lots bunch few various
 IRREGULAR_PLURALS = frozenset("men women people children gentlemen".split())
 # "the girl" after "a girl" is the same girl.
 DEFINITE = frozenset("the this that".split())
+# Participles spelled like an inflected noun but another word ("a winding road" is no wind, a
+# bowing girl wears no bow): matched as written, never by the stem they seem to share.
+NOT_INFLECTIONS = frozenset("winding bowing tearing rowing leaves".split())
 
 NEGATORS = frozenset("no without not never nor non".split())
 # A negation covers the noun phrase after it: "without glasses, short hair" negates only glasses.
@@ -172,7 +175,7 @@ OBJECT_KINDS = {
     "teacup": "cup", "mug": "cup", "coffee_mug": "cup", "oil-paper_umbrella": "umbrella",
     "parasol": "umbrella", "paper_lantern": "lantern", "bouquet": "flower", "rose": "flower",
     "sunflower": "flower", "spear": "polearm", "naginata": "polearm", "staff": "staff",
-    "magic_wand": "wand", "bow_(weapon)": "bow_(weapon)", "book": "book",
+    "kitten": "cat", "puppy": "dog", "magic_wand": "wand", "bow_(weapon)": "bow_(weapon)", "book": "book",
 }
 
 # Function words that end no tag name in a sentence: an alias "sitting_on" would swallow the

@@ -12,7 +12,7 @@ from . import lexicon
 from .cjk import gloss
 from .senses import disambiguate
 from .text import IRREGULAR, has_cjk, stem, words
-from .vocabulary import CHARACTER, COPYRIGHT, GENERAL, MAX_PHRASE_WORDS, Vocabulary, strip_qualifier
+from .vocabulary import CHARACTER, COPYRIGHT, GENERAL, MAX_PHRASE_WORDS, Relation, Vocabulary, strip_qualifier
 
 RATING_WORDS = frozenset("safe sensitive nsfw explicit questionable general".split())
 YEAR_WORDS = frozenset("newest recent mid early old oldest".split())
@@ -129,13 +129,15 @@ def analyse(prompt: str, vocabulary: Vocabulary) -> Analysis:
         series = vocabulary.character(character).series
         if series:
             analysis.series.append(series)
-    general = add_related(general, vocabulary, also_present=analysis.characters)
+    general = add_related(general, vocabulary.relations, also_present=analysis.characters)
     inferred = count_tags(people, analysis.characters, general, vocabulary, imply_person=not explicit_counts)
     analysis.counts = merge_counts(explicit_counts, inferred)
     if "no_humans" in general and not analysis.counts:
         analysis.counts = ["no_humans"]
     if "no_humans" in analysis.counts and any(tag in lexicon.LANDSCAPE_TAGS for tag in general):
         general.append("scenery")
+    # Enrichment comes after the counts: scenery and light never decide who is in the picture.
+    general = add_related(general, vocabulary.enrichments, also_present=analysis.characters)
     forbidden = set(analysis.negated)
     analysis.general = [t for t in unique(general) if not is_forbidden(t, forbidden)
                         and t != "no_humans" and t not in analysis.counts]
@@ -188,7 +190,9 @@ def tokenize(segment: str) -> list[Token]:
         lowered = original.lower()
         lowered = WORD_REWRITES.get(lowered, lowered)
         if lowered:
-            tokens.append(Token(lowered, stem(lowered), original[0].isupper(), not tokens))
+            # "winding", "bowing": a word of its own, not an inflection of the noun wind or bow.
+            word_stem = lowered if lowered in lexicon.NOT_INFLECTIONS else stem(lowered)
+            tokens.append(Token(lowered, word_stem, original[0].isupper(), not tokens))
     return tokens
 
 
@@ -626,6 +630,12 @@ def verb_object_tags(prefix: str, obj: str, vocabulary: Vocabulary) -> list[str]
         tag = vocabulary.resolve(candidate)
         if tag and tag not in found and tag != obj:
             found.append(tag)
+    if kind is None and (bare in lexicon.ANIMAL_TAGS or obj.endswith("_(animal)")) \
+            or kind in lexicon.ANIMAL_TAGS:
+        # holding_cat is also holding_animal: Danbooru tags both.
+        animal = vocabulary.resolve(f"{prefix}_animal")
+        if animal:
+            found.append(animal)
     if prefix == "playing" and kind in ("instrument", "sports"):
         found.append(f"playing_{kind}")
     if found and prefix == "holding":
@@ -667,7 +677,7 @@ def quantity(tokens: list[Token], index: int) -> int:
         if word in lexicon.MANY_WORDS:
             return lexicon.MANY
         if word in lexicon.DEFINITE:
-            return 0
+            break  # "the girl": the one already named; "the girls": several
         if word in lexicon.NEGATION_STOPS or is_subject(tokens[position]):
             break
     plural = (token.text != token.stem and token.text.endswith("s")) or token.text in lexicon.IRREGULAR_PLURALS
@@ -761,11 +771,12 @@ def merge(subject_count: int, character_count: int) -> int:
     return max(subject_count, character_count)
 
 
-def add_related(general: list[str], vocabulary: Vocabulary, *, also_present: list[str]) -> list[str]:
-    """Tags implied by others (data/related.txt), placed after the tag that implies them."""
+def add_related(general: list[str], relations: tuple[Relation, ...], *, also_present: list[str]) -> list[str]:
+    """Tags implied by others (data/related.txt) or that enrich them (data/enrich.txt), placed
+    after the tag that brings them."""
     present = set(general) | set(also_present)
     result = list(general)
-    for relation in vocabulary.relations:
+    for relation in relations:
         if all(tag in present for tag in relation.requires):
             anchor = result.index(relation.requires[-1]) + 1 if relation.requires[-1] in result else len(result)
             for offset, tag in enumerate(t for t in relation.adds if t not in present):

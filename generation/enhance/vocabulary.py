@@ -92,7 +92,8 @@ class Vocabulary:
         self._index_general()
         self._index_names()
         self.phrases, self.phrase_stems = self._load_phrases()
-        self.relations = self._load_relations()
+        self.relations = self._load_relations("related.txt")
+        self.enrichments = self._load_relations("enrich.txt")
         self.cjk = dict(line.split(" = ", 1) for line in _data_lines("cjk.txt"))
         self.english_words = self._english_words()
         self.key_prefixes = self._key_prefixes()
@@ -307,12 +308,13 @@ class Vocabulary:
             self._phrase_spellings.setdefault(stems, key(words(phrase)))
         return phrases, {stems: tags for stems, tags in by_stem.items() if tags is not None}
 
-    def _load_relations(self):
+    def _load_relations(self, name: str) -> tuple[Relation, ...]:
+        """data/related.txt or data/enrich.txt: "A + B => C, D"; tags we do not ship are left out."""
         relations = []
-        for line in _data_lines("related.txt"):
+        for line in _data_lines(name):
             requires, _, adds = line.partition(" => ")
             relations.append(Relation(tuple(t.strip() for t in requires.split("+")),
-                                      tuple(t.strip() for t in adds.split(","))))
+                                      tuple(t for t in (t.strip() for t in adds.split(",")) if t in self.tags)))
         return tuple(relations)
 
     def _key_prefixes(self) -> frozenset[str]:
