@@ -216,7 +216,8 @@ class Bench:
             self.backend.generate(request, deadline=self.deadline)
         except BackendError as exc:
             if exc.provider_code in ("deadline", "timeout"):
-                raise OutOfBudget(f"stopped at the time budget ({exc})") from None
+                raise OutOfBudget(f"stopped at the time budget {time.perf_counter() - started:.1f} s into an image "
+                                  f"({exc})") from None
             raise
         return time.perf_counter() - started
 
@@ -512,6 +513,7 @@ def main(argv=None):
     parser.add_argument("--tiny", action="store_true", help="tiny random model on the CPU (smoke run)")
     parser.add_argument("--steps", type=int, help="denoising steps (default 28; 2 with --tiny)")
     parser.add_argument("--cfg", type=float, default=5.0)
+    parser.add_argument("--dtype", choices=["bf16", "fp16", "fp32"], help="default bf16; fp32 with --tiny")
     parser.add_argument("--runs", type=int, help="timed images per size after the warm-up (default 8; 2 with --tiny)")
     parser.add_argument("--variant-runs", type=int, help="timed images per speed-up row (default 5; 1 with --tiny)")
     parser.add_argument("--rows", default=",".join(ROW_GROUPS), help=f"row groups, from {','.join(ROW_GROUPS)}")
@@ -544,7 +546,7 @@ def main(argv=None):
     if device == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA GPU here: run with --tiny for a CPU smoke run")
     settings.DIFFUSERS_DEVICE = device
-    settings.DIFFUSERS_DTYPE = "fp32" if args.tiny else "bf16"
+    settings.DIFFUSERS_DTYPE = args.dtype or ("fp32" if args.tiny else "bf16")
     settings.DIFFUSERS_STEPS = steps
     settings.DIFFUSERS_CFG = args.cfg
 

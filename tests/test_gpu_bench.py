@@ -54,14 +54,16 @@ def test_the_full_size_model_has_sdxl_base_parameter_counts(tmp_path):
 
 
 def test_a_tiny_run_writes_every_row_with_its_numbers(tmp_path):
+    """In bf16, as on the GPU: the backend converts the fp32-built pipeline, as it will there."""
     out = tmp_path / "gpu-bench.md"
 
-    result = run_bench("--steps", "1", "--runs", "1", "--variant-runs", "1", "--batches", "2", "--budget", "300",
+    result = run_bench("--dtype", "bf16", "--steps", "1", "--runs", "1", "--variant-runs", "1", "--batches", "2", "--budget", "300",
                        "--rows", "sizes,vae,overhead,batches,fused-qkv", out=out)
 
     assert result.returncode == 0, result.stderr[-3000:]
     markdown = out.read_text()
     assert "- device: CPU" in markdown and "- versions: Python" in markdown and "- date: " in markdown
+    assert "- settings: bf16, 1 steps, CFG 5.0" in markdown
     rows = table_rows(markdown)
     assert [(r[0], r[1], r[2].split()[0], r[3]) for r in rows] == [
         ("s/image", "sdpa", "portrait", "1"), ("s/image", "sdpa", "square", "1"), ("s/image", "sdpa", "landscape", "1"),
