@@ -11,7 +11,7 @@ PRODCHECK_REDIS_URL ?= redis://127.0.0.1:6379/9
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/animeapi_bench
 BENCH_REDIS_URL ?= redis://127.0.0.1:6379/10
 
-.PHONY: help install install-test run worker migrate test prod-check bench services chromium clean
+.PHONY: help install install-test run worker migrate test prod-check bench gpu-wheelhouse services chromium clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -64,6 +64,9 @@ prod-check: install services  ## production settings on this machine: check --de
 
 bench: install-test services  ## print the benchmark tables (bench/)
 	DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL) $(PY) bench/run.py
+
+gpu-wheelhouse:  ## download into wheelhouse/ the wheels bench/gpu.py needs on the lent GPU machine (bench/README.md)
+	bash scripts/gpu_wheelhouse.sh
 
 clean:  ## remove the virtualenv and local data
 	rm -rf $(VENV) db.sqlite3 media staticfiles .pytest_cache
