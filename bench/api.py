@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil  # with the test tools (accelerate's dependency), as `make bench` installs them
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,6 +45,35 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def server_cpu_seconds(roots: dict) -> dict:
+    """CPU seconds used so far by each part of the serving side: `roots` (name -> gunicorn, the
+    Celery worker) with their children, PostgreSQL and Redis. On a machine shared with other
+    work, CPU per request is a steadier figure than latency."""
+    groups = {name: [] for name in (*roots, "postgres", "redis")}
+    for name, root in roots.items():
+        try:
+            parent = psutil.Process(root.pid)
+            groups[name] += [parent, *parent.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for process in psutil.process_iter(["name"]):
+        name = process.info["name"] or ""
+        if name.startswith("postgres"):
+            groups["postgres"].append(process)
+        elif name == "redis-server":
+            groups["redis"].append(process)
+    seconds = {}
+    for name, processes in groups.items():
+        seconds[name] = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                seconds[name] += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+    return seconds
 
 
 def percentile(values, pct):
@@ -71,6 +101,7 @@ def main():
         "ANIMEAPI_RATE_LIMIT_PER_MINUTE": "100000000",
         "ANIMEAPI_DAILY_LIMIT": "100000000",
         "LOG_LEVEL": "WARNING",
+        "DEBUG": "0", "SECRET_KEY": "bench-only",  # as served in production: DEBUG logs every SQL query
         "PYTHONPATH": str(ROOT),
     }
     os.environ.update(env)
@@ -118,7 +149,8 @@ def main():
         print(f"POST /api/generate, backend={args.backend}, gunicorn gthread 2x32, celery threads 32, "
               f"{os.cpu_count()} cores")
         print(f"{'clients':>7} {'requests':>8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'overhead p50':>12} {'overhead p99':>12} {'errors':>6}")
+              f"{'overhead p50':>12} {'overhead p99':>12} {'server CPU ms/req':>17} {'errors':>6}")
+        cpu_parts = []
         for clients in [int(level) for level in args.levels.split(",")]:
             results, errors = [], []
             per_client = max(1, args.requests // clients)
@@ -136,12 +168,18 @@ def main():
                             (results if response.status_code == 200 else errors).append((request_id, elapsed))
 
             threads = [threading.Thread(target=drive, args=(n,)) for n in range(clients)]
+            cpu_before = server_cpu_seconds({"web": web, "worker": worker})
             started = time.perf_counter()
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             wall = time.perf_counter() - started
+            cpu_after = server_cpu_seconds({"web": web, "worker": worker})
+            per_request = {name: (cpu_after[name] - cpu_before[name]) * 1000 / max(1, len(results) + len(errors))
+                           for name in cpu_after}
+            cpu_ms = sum(per_request.values())
+            cpu_parts.append((clients, per_request))
             backend_ms = dict(
                 Generation.objects.filter(request_id__in=[r for r, _ in results]).values_list("request_id", "generate_ms")
             )
@@ -149,7 +187,11 @@ def main():
             overheads = [ms - (backend_ms.get(r) or 0) for r, ms in results]
             print(f"{clients:>7} {len(results) + len(errors):>8} {len(results) / wall:>7.0f} "
                   f"{statistics.median(latencies):>7.1f} {percentile(latencies, 99):>7.1f} "
-                  f"{statistics.median(overheads):>12.1f} {percentile(overheads, 99):>12.1f} {len(errors):>6}")
+                  f"{statistics.median(overheads):>12.1f} {percentile(overheads, 99):>12.1f} {cpu_ms:>17.1f} "
+                  f"{len(errors):>6}")
+        print("server CPU ms per request by process: " + "; ".join(
+            f"{clients} clients: " + ", ".join(f"{name} {ms:.1f}" for name, ms in parts.items())
+            for clients, parts in cpu_parts))
     finally:
         web.terminate()
         worker.terminate()

@@ -50,7 +50,8 @@ def main():
     ensure_database(os.environ["DATABASE_URL"])
     os.environ.update({"DJANGO_SETTINGS_MODULE": "config.settings", "GENERATION_BACKEND": "bench.instant.InstantBackend",
                        "ANIMEAPI_RATE_LIMIT_PER_MINUTE": "100000000", "ANIMEAPI_DAILY_LIMIT": "100000000",
-                       "LOG_LEVEL": "WARNING", "MEDIA_ROOT": "/tmp/bench-profile-media"})
+                       "LOG_LEVEL": "WARNING", "MEDIA_ROOT": "/tmp/bench-profile-media", "DEBUG": "0",
+                       "SECRET_KEY": "bench-only"})
     import django
 
     django.setup()

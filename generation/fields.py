@@ -1,6 +1,8 @@
 """What every JSON endpoint of the API shares: strict field types, the refusal of unknown fields,
 and the error shape with the errors any endpoint behind a key can answer (for the schema)."""
 
+import functools
+
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
@@ -36,12 +38,18 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+@functools.cache
+def field_names(serializer_class) -> frozenset:
+    # Building a serializer's fields deep-copies every declared field: once per class is enough.
+    return frozenset(serializer_class().fields)
+
+
 def json_object_with_known_fields(data, serializer_class) -> dict:
     """The body as a dict whose keys the serializer knows. Unknown fields are refused, not
     ignored: a misspelt "allowNsfw": false must not quietly allow NSFW."""
     if not isinstance(data, dict):
         raise ApiError(status_code=400, code="INVALID_REQUEST", message="Request body must be a JSON object")
-    unknown = sorted(set(data) - set(serializer_class().fields))
+    unknown = sorted(set(data) - field_names(serializer_class))
     if unknown:
         raise ApiError(status_code=400, code="UNKNOWN_FIELD", message=f"Unknown field: {unknown[0]}")
     return data
