@@ -80,12 +80,13 @@ def test_the_word_lists_are_data(tmp_path, monkeypatch):
     data = tmp_path / "policy.txt"
     data.write_text("[minor]\nhatchling\n[sexual]\nsmooch\n[allowed]\n", encoding="utf-8")
     monkeypatch.setattr(policy, "DATA_FILE", data)
-    policy._rules.cache_clear()
+    policy.reload_rules()
     try:
         assert policy.check("hatchlings, smooch").violates
         assert not policy.check("loli, nude").violates  # the shipped lists are not in this file
     finally:
-        policy._rules.cache_clear()
+        monkeypatch.undo()
+        policy.reload_rules()
 
 
 def test_the_enhancer_adds_no_sexual_tag_to_a_minor_prompt_nor_a_minor_tag_to_a_sexual_one():

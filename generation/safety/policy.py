@@ -95,6 +95,12 @@ def check(text: str) -> Verdict:
     return Verdict(minor_term=minor, sexual_term=sexual)
 
 
+def reload_rules() -> None:
+    """Read DATA_FILE again on the next check (and forget the verdicts of the old lists)."""
+    _rules.cache_clear()
+    check.cache_clear()
+
+
 def enforce(text: str) -> Verdict:
     """ContentPolicyViolation when `text` breaks the policy; else what it found."""
     verdict = check(text)
