@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import httpx
 from django.conf import settings
 
+from .. import catalog
 from .base import BackendError, BackendImage, GenerationBackend, ImageRequest
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ class RunwareBackend(GenerationBackend):
             return self._image(item, task, request, tries=tries, deadline=deadline)
 
     def _task(self, request: ImageRequest) -> dict:
+        model = catalog.get_model(request.model_id)
         task = {
             "taskType": "imageInference",
             "taskUUID": str(uuid.uuid4()),
@@ -97,9 +99,9 @@ class RunwareBackend(GenerationBackend):
             "negativePrompt": request.negative_prompt,
             "width": request.width,
             "height": request.height,
-            "model": settings.RUNWARE_MODEL,
-            "steps": settings.RUNWARE_STEPS,
-            "CFGScale": settings.RUNWARE_CFG_SCALE,
+            "model": model.runware_air or settings.RUNWARE_MODEL,
+            "steps": model.steps if model.steps is not None else settings.RUNWARE_STEPS,
+            "CFGScale": model.cfg if model.cfg is not None else settings.RUNWARE_CFG_SCALE,
             "scheduler": settings.RUNWARE_SCHEDULER,
             "seed": request.seed or RUNWARE_SEED_FOR_ZERO,
             "outputType": self.output_type,
