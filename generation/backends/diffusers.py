@@ -166,7 +166,7 @@ class DiffusersBackend(GenerationBackend):
                 "dtype": self.dtype_name,
                 "device": str(self.device),
                 "inference_ms": inference_ms,
-                "batch_size": len(requests),
+                **({"batch_size": len(requests)} if len(requests) > 1 else {}),
             },
         ) for request, picture in zip(requests, pictures, strict=True)]
 
