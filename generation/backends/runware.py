@@ -13,6 +13,7 @@ import logging
 import random
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
@@ -89,6 +90,15 @@ class RunwareBackend(GenerationBackend):
                 time.sleep(delay)
                 continue
             return self._image(item, task, request, tries=tries, deadline=deadline)
+
+    def generate_batch(self, requests: list[ImageRequest], *, deadline: float) -> list[BackendImage | Exception]:
+        """A request's n images as n concurrent tasks (the shared client is thread-safe), so n
+        images take about as long as one; each succeeds or fails on its own."""
+        if len(requests) == 1:
+            return super().generate_batch(requests, deadline=deadline)
+        with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="runware-batch") as pool:
+            futures = [pool.submit(self.generate, request, deadline=deadline) for request in requests]
+        return [future.exception() or future.result() for future in futures]
 
     def _task(self, request: ImageRequest) -> dict:
         model = catalog.get_model(request.model_id)
