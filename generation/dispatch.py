@@ -18,8 +18,7 @@ from django.db import DatabaseError, connection
 
 from config.metrics import GENERATION_SECONDS
 
-from . import catalog, quota, rendering
-from .backends import get_backend
+from . import backends, catalog, quota, rendering
 from .charging import GenerationParams, backend_for, fail_generation, on_a_live_connection, start_generations
 from .models import Generation
 from .tasks import run_generation_batch_task, run_generation_task
@@ -107,7 +106,7 @@ def _apply_outcome(generation: Generation, outcome, *, started: float) -> None:
 
 
 def renders_in_web(backend_name: str) -> bool:
-    return settings.GENERATION_RENDER_IN_WEB and get_backend(backend_name).renders_in_web
+    return settings.GENERATION_RENDER_IN_WEB and backends.renders_in_web(backend_name)
 
 
 def _queue(generations: list[Generation], *, deadline_at: float):

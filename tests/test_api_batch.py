@@ -235,3 +235,38 @@ def test_one_failed_image_of_three_is_refunded_and_gives_its_unit_back(client, o
     assert ledger.balance(user=user) == Decimal("1") - 2 * PRICE == Decimal(str(body["balance_usd"]))
     assert used_today(user) == 2
     assert rows[1].cost_usd == 0 and rows[0].cost_usd == PRICE
+
+
+@pytest.mark.django_db
+def test_a_diffusers_model_other_than_the_default_goes_to_its_own_queue(client, alice, alice_key, settings,
+                                                                      monkeypatch):
+    settings.GENERATION_MODELS = json.dumps([
+        {"id": "animagine-xl-4", "family": "animagine4", "diffusers_model": "/models/a.safetensors"},
+        {"id": "noobai-xl", "family": "noobai", "diffusers_model": "/models/n.safetensors"}])
+    settings.GENERATION_BACKEND = "diffusers"
+    sent = []
+
+    def capture(task):
+        def apply_async(args, **options):
+            sent.append((task.name, options.get("queue")))
+            raise ConnectionError("no broker in this test")  # the row is failed and refunded
+        return apply_async
+
+    for task in (run_generation_task, run_generation_batch_task):
+        monkeypatch.setattr(task, "apply_async", capture(task))
+    assert generate(client, alice_key, {"prompt": "a fox", "model": "noobai-xl", "n": 2}).status_code == 500
+    assert generate(client, alice_key, {"prompt": "a fox"}).status_code == 500
+    assert sent == [("generation.tasks.run_generation_batch", "generate.noobai-xl"),
+                    ("generation.tasks.run_generation", None)]  # None: CELERY_TASK_ROUTES' `generate`
+    assert ledger.balance(user=alice) == Decimal("1") and used_today(alice) == 0
+
+
+def test_a_bad_models_setting_is_a_configuration_error(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from generation import catalog
+
+    for raw in ("not json", "[]", '[{"id": "Bad Id"}]', '[{"id": "a", "family": "sd15"}]', '[{"id": "a"}, {"id": "a"}]'):
+        settings.GENERATION_MODELS = raw
+        with pytest.raises(ImproperlyConfigured):
+            catalog.all_models()
