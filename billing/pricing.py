@@ -5,9 +5,12 @@ from decimal import Decimal
 from django.conf import settings
 
 
-def image_price(*, is_test: bool = False) -> Decimal:
-    """USD per image; test keys (`ank_test_`) are never charged."""
-    return Decimal("0") if is_test else settings.ANIMEAPI_PRICE_USD
+def image_price(*, is_test: bool = False, list_price: Decimal | None = None) -> Decimal:
+    """USD per image: the model's list price (default ANIMEAPI_PRICE_USD); test keys
+    (`ank_test_`) are never charged."""
+    if is_test:
+        return Decimal("0")
+    return settings.ANIMEAPI_PRICE_USD if list_price is None else list_price
 
 
 def images_affordable(balance: Decimal) -> int:

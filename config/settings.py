@@ -255,7 +255,10 @@ CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = False
 # Image work on `generate` (GPU workers); webhooks and housekeeping on the default queue, so a
 # slow receiver never holds a GPU.
-CELERY_TASK_ROUTES = {"generation.tasks.run_generation": {"queue": "generate"}}
+# A diffusers model other than the default has its own queue, `generate.<model id>` (chosen per
+# message by generation.dispatch).
+CELERY_TASK_ROUTES = {"generation.tasks.run_generation": {"queue": "generate"},
+                      "generation.tasks.run_generation_batch": {"queue": "generate"}}
 CELERY_TASK_ACKS_LATE = True
 # A task a dead worker had taken is redelivered after this long (Redis has no real acks); the
 # generation's claim makes the redelivery a no-op when the row was already finished or expired.
@@ -356,6 +359,11 @@ WEBHOOK_ALLOWED_PORTS = envlist("WEBHOOK_ALLOWED_PORTS", ["80", "443", "8443"])
 WEBP_QUALITY = envint("WEBP_QUALITY", 90)
 WEBP_METHOD = envint("WEBP_METHOD", 1)
 ENHANCE_STYLE = env("ENHANCE_STYLE", "animagine4")
+# The models callers may choose (generation/catalog.py): a JSON list; unset, one model made of
+# the settings above. The default model's id (else the first), and the one a diffusers worker loads.
+GENERATION_MODELS = env("GENERATION_MODELS")
+GENERATION_DEFAULT_MODEL = env("GENERATION_DEFAULT_MODEL")
+GENERATION_WORKER_MODEL = env("GENERATION_WORKER_MODEL")
 ENHANCE_LLM_URL = env("ENHANCE_LLM_URL")
 ENHANCE_LLM_MODEL = env("ENHANCE_LLM_MODEL")
 ENHANCE_LLM_API_KEY = env("ENHANCE_LLM_API_KEY")

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/interactive/", InteractiveDocsView.as_view(url_name="api-schema"), name="api-docs-interactive"),
     path("api/", include("generation.urls")),
+    path("v1/", include("generation.openai_urls")),
     path("billing/", include("billing.urls")),
     path("", include("dashboard.urls")),
 ]

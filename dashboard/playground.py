@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -13,9 +14,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing import ledger, pricing
-from generation import dispatch, enhance
-from generation.api import GenerateView, answer_for, parse_generate_request
+from generation import catalog, dispatch, enhance
+from generation.api import MAX_IMAGES, MAX_NEGATIVE_PROMPT_LENGTH, GenerateView, parse_generate_request
 from generation.fields import MAX_PROMPT_LENGTH
+from generation.resources import answer_for_all
 from generation.models import ORIENTATIONS
 from generation.safety import policy
 from generation.throttles import FreeEndpointThrottle
@@ -23,12 +25,25 @@ from generation.throttles import FreeEndpointThrottle
 
 def playground_body(form) -> dict:
     """The playground form as the API's JSON body. An unchecked box is absent from a form: false."""
+    count = form.get("n") or "1"
     return {
         "prompt": form.get("prompt", ""),
         "orientation": form.get("orientation") or "portrait",
         "allowNSFW": form.get("allowNSFW") == "true",
         "enhance": form.get("enhance") == "true",
+        # Not a number stays a string, so the API's own check answers INVALID_N.
+        "n": int(count) if count.isdigit() else count,
+        "negative_prompt": form.get("negative_prompt", ""),
+        "model": form.get("model", ""),
     }
+
+
+def model_family(model_id: str) -> str:
+    """The enhancer style of a model the form names (the default's for an unknown one)."""
+    try:
+        return catalog.get_model(model_id).family
+    except catalog.UnknownModel:
+        return catalog.default_model().family
 
 
 class PlaygroundFormParser(FormParser):
@@ -70,10 +85,13 @@ class PlaygroundGenerateView(PlaygroundFragmentMixin, GenerateView):
     def post(self, request):
         # The playground always waits for its image (a Prefer: respond-async header changes nothing).
         params = dataclasses.replace(parse_generate_request(request), is_async=False, webhook_url="")
-        generation = dispatch.generate_and_wait(user=request.user, api_key=None, params=params,
-                                                daily_unit=request.daily_unit, request_id=request.request_id)
-        status, body = answer_for(generation, request=request)
-        return Response({"status": status, "body": body, "generation": generation,
+        generations = dispatch.generate_and_wait_all(user=request.user, api_key=None, params=params,
+                                                     daily_unit=request.daily_unit, request_id=request.request_id)
+        status, body = answer_for_all(generations, request=request)
+        delivered = [g for g in generations if g.status == g.Status.SUCCEEDED]
+        return Response({"status": status, "body": body, "generation": (delivered or generations)[0],
+                         "generations": delivered, "failed_count": len(generations) - len(delivered),
+                         "cost": sum(g.cost_usd for g in delivered),
                          "balance": ledger.balance(user=request.user)}, status=status)
 
 
@@ -90,7 +108,8 @@ class PlaygroundEnhanceView(PlaygroundFragmentMixin, APIView):
         if policy.check(prompt).violates:
             return Response({"status": 200, "preview": policy.REFUSAL_MESSAGE, "enhance": body["enhance"]})
         if prompt and body["enhance"]:
-            enhanced = enhance.enhance_prompt(prompt, allow_nsfw=body["allowNSFW"]).prompt
+            enhanced = enhance.enhance_prompt(prompt, allow_nsfw=body["allowNSFW"],
+                                              style=model_family(body["model"])).prompt
             try:
                 prompt = policy.checked_enhancement(prompt=prompt, enhanced=enhanced)
             except policy.ContentPolicyViolation:
@@ -110,4 +129,9 @@ def playground(request):
         "orientation": orientation if orientation in ORIENTATIONS else "portrait",
         "orientations": ORIENTATIONS,
         "max_prompt_length": MAX_PROMPT_LENGTH,
+        "max_negative_prompt_length": MAX_NEGATIVE_PROMPT_LENGTH,
+        "image_counts": range(1, MAX_IMAGES + 1),
+        "models": [model for model in catalog.all_models()
+                   if catalog.is_available(model, backend_name=settings.GENERATION_BACKEND)],
+        "default_model": catalog.default_model().id,
     })

@@ -12,8 +12,8 @@ from billing import ledger
 from config.errors import ApiError, ErrorDetailsMixin, is_retryable
 from config.metrics import API_RESPONSES
 
-from . import dispatch, idempotency, images, webhooks
-from .charging import GenerationParams
+from . import catalog, dispatch, idempotency, images, limits, quota, webhooks
+from .charging import GenerationParams, backend_for
 from .fields import (
     MAX_PROMPT_LENGTH,
     StrictBooleanField,
@@ -23,11 +23,38 @@ from .fields import (
     json_object_with_known_fields,
 )
 from .models import ORIENTATIONS, Generation
-from .resources import GenerateOutput, GenerationPage, GenerationResource, PricingOutput, answer_for, pricing_for
+from .resources import (
+    GenerateBatchOutput,
+    GenerationPage,
+    GenerationResource,
+    ModelList,
+    PricingOutput,
+    answer_for,
+    answer_for_all,
+    model_list,
+    pricing_for,
+)
 from .safety import policy
-from .throttles import DailyImageQuotaThrottle, FreeEndpointThrottle, PerKeyRateThrottle
+from .throttles import (
+    DailyImageQuotaThrottle,
+    FreeEndpointThrottle,
+    PerKeyRateThrottle,
+    daily_limit_refusal,
+    service_unavailable,
+)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_IMAGES = 4  # n: images per request
+MAX_NEGATIVE_PROMPT_LENGTH = 1000
+
+
+_ACCEPTED_FIELDS = {"id": serializers.UUIDField(), "status": serializers.CharField(),
+                    "status_url": serializers.URLField()}
+GenerationAccepted = inline_serializer("GenerationAccepted", {
+    **_ACCEPTED_FIELDS,
+    "images": inline_serializer("AcceptedImage", _ACCEPTED_FIELDS, many=True, required=False,
+                                help_text="With n > 1: every image's job, in order"),
+})
 
 
 class GenerateInput(serializers.Serializer):
@@ -39,7 +66,14 @@ class GenerateInput(serializers.Serializer):
     # webhook_url when the image is done.
     async_ = StrictBooleanField(default=False, source="is_async", required=False)
     webhook_url = StrictCharField(max_length=2000, required=False, default="")
-    seed = StrictIntegerField(min_value=0, max_value=2**32 - 1, required=False, default=None, allow_null=True)
+    seed = StrictIntegerField(min_value=0, max_value=2**32 - 1, required=False, default=None, allow_null=True,
+                              help_text="With n > 1, image k gets seed + k")
+    n = StrictIntegerField(min_value=1, max_value=MAX_IMAGES, default=1, help_text="Images, each charged on its own")
+    negative_prompt = StrictCharField(max_length=MAX_NEGATIVE_PROMPT_LENGTH, required=False, default="",
+                                      allow_blank=True, trim_whitespace=True,
+                                      help_text="Added to the model family's negative prompt")
+    model = StrictCharField(max_length=64, required=False, default="", allow_blank=True,
+                            help_text="A model id from GET /api/models; empty: the default")
 
     def get_fields(self):
         fields = super().get_fields()
@@ -49,7 +83,8 @@ class GenerateInput(serializers.Serializer):
 
 FIELD_CODES = {"prompt": "INVALID_PROMPT", "orientation": "INVALID_ORIENTATION",
                "allowNSFW": "INVALID_ALLOW_NSFW", "enhance": "INVALID_ENHANCE", "async": "INVALID_ASYNC",
-               "webhook_url": "INVALID_WEBHOOK_URL", "seed": "INVALID_SEED"}
+               "webhook_url": "INVALID_WEBHOOK_URL", "seed": "INVALID_SEED", "n": "INVALID_N",
+               "negative_prompt": "INVALID_NEGATIVE_PROMPT", "model": "INVALID_MODEL"}
 FIELD_MESSAGES = {
     "prompt": f"prompt must be a string of 1 to {MAX_PROMPT_LENGTH} characters",
     "orientation": "orientation must be one of: portrait, square, landscape",
@@ -58,11 +93,43 @@ FIELD_MESSAGES = {
     "async": "async must be a boolean (true or false)",
     "webhook_url": "webhook_url must be an https URL of at most 2000 characters",
     "seed": "seed must be an integer from 0 to 4294967295",
+    "n": f"n must be an integer from 1 to {MAX_IMAGES}",
+    "negative_prompt": f"negative_prompt must be a string of at most {MAX_NEGATIVE_PROMPT_LENGTH} characters",
+    "model": "model must be a model id from GET /api/models",
 }
 
 
+def checked_model(model_id: str, *, api_key) -> str:
+    """The model id if this deployment can render it for this key, else 400 INVALID_MODEL."""
+    try:
+        model = catalog.get_model(model_id)
+    except catalog.UnknownModel:
+        raise ApiError(status_code=400, code="INVALID_MODEL",
+                       message=f"Unknown model: {model_id[:64]} (GET /api/models lists them)") from None
+    if not catalog.is_available(model, backend_name=backend_for(api_key)):
+        raise ApiError(status_code=400, code="INVALID_MODEL", message=f"Model {model.id} is not available now")
+    return model.id
+
+
+def hold_daily_units(request, n: int) -> None:
+    """The throttle took one unit of the daily quota; a request for n images holds n (429
+    DAILY_LIMIT_EXCEEDED when fewer are left; the one taken goes back with the answer)."""
+    unit = getattr(request, "daily_unit", None)
+    if unit is None or n <= 1:
+        return
+    try:
+        unit.take_more(n - 1)
+    except quota.DailyLimitReached as exc:
+        request.daily_quota_state = exc.state
+        raise daily_limit_refusal(exc.state) from None
+    except limits.LimitsUnavailable:
+        raise service_unavailable() from None
+    request.daily_quota_state = unit.state
+
+
 def parse_generate_request(request) -> GenerationParams:
-    """Validate the body; any problem is a 400 naming the field, before anything is charged."""
+    """Validate the body; any problem is a 400 naming the field, before anything is charged.
+    A valid request for n images then holds n daily units."""
     if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
         raise ApiError(status_code=413, code="REQUEST_TOO_LARGE", message="Request body is larger than 64 KiB")
     data = json_object_with_known_fields(request.data, GenerateInput)
@@ -85,11 +152,52 @@ def parse_generate_request(request) -> GenerationParams:
             webhooks.check_url(values["webhook_url"])
         except webhooks.UnsafeWebhookUrl as exc:
             raise ApiError(status_code=400, code="INVALID_WEBHOOK_URL", message=str(exc)) from None
+    model = checked_model(values["model"], api_key=request.auth)
+    hold_daily_units(request, values["n"])
     return GenerationParams(
         prompt=values["prompt"], orientation=values["orientation"],
         allow_nsfw=values["allowNSFW"], enhance=values["enhance"],
         is_async=is_async, webhook_url=values["webhook_url"], seed=values["seed"],
+        negative_prompt=values["negative_prompt"], model=model, n=values["n"],
     )
+
+
+def request_daily_unit(request) -> quota.DailyUnit | None:
+    return getattr(request, "daily_unit", None)
+
+
+def answer_once(request, run, *, scope: str = "") -> tuple[int, dict, bool]:
+    """`run()`'s (status, body), with Idempotency-Key's guarantee: the same key and body within
+    24 hours gets the first answer again (replayed: True) and is charged once. `scope` keeps the
+    answers of another surface (the OpenAI-compatible one) apart."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        status, body = run()
+        return status, body, False
+    # Test and live keys of one user never share answers.
+    mode = "test" if request.auth is not None and request.auth.is_test else "live"
+    key = ":".join(part for part in (mode, scope, idempotency.validate_key(key)) if part)
+    stored = idempotency.begin(user=request.user, key=key, fingerprint=idempotency.request_fingerprint(request.data))
+    if stored is not None:
+        return stored.status_code, stored.body, True
+    try:
+        status, body = run()
+    except BaseException:
+        idempotency.abandon(user=request.user, key=key)
+        raise
+    if status >= 400 and is_retryable(error_code_of(body)):
+        # An answer that says "retry" must not be replayed to the retry: it runs afresh
+        # (a failed generation was refunded, so it is charged once in the end).
+        idempotency.abandon(user=request.user, key=key)
+    else:
+        idempotency.finish(user=request.user, key=key, status_code=status, body=body)
+    return status, body, False
+
+
+def error_code_of(body: dict) -> str:
+    """The code of an error body, ours ({"code"}) or OpenAI's ({"error": {"code"}})."""
+    error = body.get("error")
+    return error.get("code") or "" if isinstance(error, dict) else body.get("code", "")
 
 
 class GenerateView(ErrorDetailsMixin, APIView):
@@ -108,10 +216,9 @@ class GenerateView(ErrorDetailsMixin, APIView):
                              description="respond-async: answer 202 at once, like \"async\": true"),
         ],
         responses={
-            200: GenerateOutput,
-            202: OpenApiResponse(inline_serializer("GenerationAccepted", {
-                "id": serializers.UUIDField(), "status": serializers.CharField(), "status_url": serializers.URLField(),
-            }), description="Accepted for async generation: poll status_url or wait for webhook_url"),
+            200: GenerateBatchOutput,
+            202: OpenApiResponse(GenerationAccepted,
+                                 description="Accepted for async generation: poll status_url or wait for webhook_url"),
             **error_responses({
                 400: "Invalid request, or CONTENT_POLICY_VIOLATION",
                 402: "Insufficient balance",
@@ -126,48 +233,36 @@ class GenerateView(ErrorDetailsMixin, APIView):
     )
     def post(self, request):
         params = parse_generate_request(request)
-        key = request.headers.get("Idempotency-Key")
-        if key is not None:
-            # Test and live keys of one user never share answers.
-            mode = "test" if request.auth is not None and request.auth.is_test else "live"
-            key = f"{mode}:{idempotency.validate_key(key)}"
-            stored = idempotency.begin(user=request.user, key=key,
-                                       fingerprint=idempotency.request_fingerprint(request.data))
-            if stored is not None:
-                return Response(stored.body, status=stored.status_code, headers={"Idempotent-Replayed": "true"})
-        daily_unit = getattr(request, "daily_unit", None)
-        try:
-            if params.is_async:
-                status, body = self._submit(request, params, daily_unit)
-            else:
-                generation = dispatch.generate_and_wait(
-                    user=request.user, api_key=request.auth, params=params, daily_unit=daily_unit,
-                    request_id=request.request_id,
-                )
-                status, body = answer_for(generation, request=request)
-        except BaseException:
-            if key is not None:
-                idempotency.abandon(user=request.user, key=key)
-            raise
-        if key is not None:
-            if status >= 400 and is_retryable(body.get("code", "")):
-                # An answer that says "retry" must not be replayed to the retry: it runs afresh
-                # (a failed generation was refunded, so it is charged once in the end).
-                idempotency.abandon(user=request.user, key=key)
-            else:
-                idempotency.finish(user=request.user, key=key, status_code=status, body=body)
-        headers = {"Location": body["status_url"]} if status == 202 else None
-        return Response(body, status=status, headers=headers)
 
-    def _submit(self, request, params, daily_unit):
-        generation = dispatch.submit_generation(
-            user=request.user, api_key=request.auth, params=params, daily_unit=daily_unit,
+        def run():
+            if params.is_async:
+                return self._submit(request, params)
+            generations = dispatch.generate_and_wait_all(
+                user=request.user, api_key=request.auth, params=params, daily_unit=request_daily_unit(request),
+                request_id=request.request_id,
+            )
+            return answer_for_all(generations, request=request)
+
+        status, body, replayed = answer_once(request, run)
+        headers = {"Location": body["status_url"]} if status == 202 else {}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(body, status=status, headers=headers or None)
+
+    def _submit(self, request, params):
+        generations = dispatch.submit_generations(
+            user=request.user, api_key=request.auth, params=params, daily_unit=request_daily_unit(request),
             request_id=request.request_id, base_url=request.build_absolute_uri("/"),
         )
-        if generation.status == Generation.Status.FAILED:
-            return answer_for(generation, request=request)
-        status_url = request.build_absolute_uri(f"/api/generations/{generation.id}")
-        return 202, {"id": str(generation.id), "status": generation.status, "status_url": status_url}
+        if generations[0].status == Generation.Status.FAILED:
+            return answer_for(generations[0], request=request)
+        accepted = [{"id": str(generation.id), "status": generation.status,
+                     "status_url": request.build_absolute_uri(f"/api/generations/{generation.id}")}
+                    for generation in generations]
+        body = dict(accepted[0])
+        if len(accepted) > 1:
+            body["images"] = accepted
+        return 202, body
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -196,10 +291,21 @@ class GenerateView(ErrorDetailsMixin, APIView):
         response["X-Balance-USD"] = f"{Decimal(str(balance)):.6f}"
         state = getattr(request, "daily_quota_state", None)
         if state is not None:
-            # The unit this request took is back unless it became an image (or a queued job).
+            # The units this request took are back unless they became images (or queued jobs);
+            # an image of n that failed gave its unit back too.
             unit = getattr(request, "daily_unit", None)
-            returned = unit is not None and (unit.released or response.status_code not in (200, 202))
-            response["X-Daily-Remaining"] = str(max(0, state.remaining + (1 if returned else 0)))
+            given_back = (unit.count if unit.released or response.status_code not in (200, 202) else 0) if unit else 0
+            response["X-Daily-Remaining"] = str(max(0, state.remaining + given_back))
+
+
+class ModelListView(ErrorDetailsMixin, APIView):
+    """GET /api/models: the models `model` may name, with their defaults and price."""
+
+    throttle_classes = [FreeEndpointThrottle]
+
+    @extend_schema(operation_id="list_models", responses={200: ModelList, **error_responses({})})
+    def get(self, request):
+        return Response(model_list(api_key=request.auth))
 
 
 class GenerationPagination(CursorPagination):

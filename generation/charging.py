@@ -7,6 +7,7 @@ the other backs off: a refund can only happen once, and with it the daily unit g
 import datetime
 import logging
 import secrets
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -19,7 +20,7 @@ from accounts.apikeys import KeySpendCapReached, add_key_spend, remove_key_spend
 from billing import ledger, pricing
 from config.metrics import REFUNDS
 
-from . import quota
+from . import catalog, quota
 from .models import ORIENTATIONS, Generation, charge_reference
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ class GenerationParams:
     seed: int | None = None
     is_async: bool = False
     webhook_url: str = ""
+    negative_prompt: str = ""  # the caller's, added to the model family's
+    model: str = ""  # a GENERATION_MODELS id; "" is the default model
+    n: int = 1  # images, each its own generation row, seed, charge and daily unit
+    end_user: str = ""  # OpenAI's `user`, kept for the caller's own records
 
 
 def new_seed() -> int:
@@ -48,40 +53,62 @@ def backend_for(api_key) -> str:
 
 def start_generation(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
                      request_id: str = "", base_url: str = "", claim: bool = False) -> Generation:
-    """Record the attempt and reserve its price in one transaction; the row adopts the request's
-    daily unit. With `claim`, the row starts RUNNING: this process renders it itself (no worker
-    will claim it; the stale-generation sweep refunds it if this process dies).
+    """start_generations for a request of one image."""
+    return start_generations(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
+                             request_id=request_id, base_url=base_url, claim=claim)[0]
 
-    Not enough balance (402 INSUFFICIENT_BALANCE) or a key's spend cap reached (402
-    KEY_SPEND_CAP_REACHED) leaves a FAILED row, no charge, and the unit given back. Test keys
+
+def start_generations(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
+                      request_id: str = "", base_url: str = "", claim: bool = False) -> list[Generation]:
+    """Record the request's `params.n` attempts and reserve all their prices in one transaction:
+    all or nothing. Each row adopts one of the request's daily units and has its own seed (the
+    request's seed, then seed + 1, ...). With `claim`, the rows start RUNNING: this process renders
+    them itself (no worker will claim them; the stale-generation sweep refunds them if this process
+    dies).
+
+    Not enough balance for all of them (402 INSUFFICIENT_BALANCE) or a key's spend cap reached (402
+    KEY_SPEND_CAP_REACHED) leaves FAILED rows, no charge, and the units given back. Test keys
     (`ank_test_`) are never charged.
     """
     width, height = ORIENTATIONS[params.orientation]
     is_test = api_key is not None and api_key.is_test
-    generation = Generation(
-        user=user, api_key=api_key, request_id=request_id, prompt=params.prompt,
-        orientation=params.orientation, width=width, height=height, allow_nsfw=params.allow_nsfw,
-        enhance=params.enhance, seed=params.seed if params.seed is not None else new_seed(),
-        backend=backend_for(api_key), cost_usd=pricing.image_price(is_test=is_test), is_test=is_test,
-        is_async=params.is_async, webhook_url=params.webhook_url, base_url=base_url,
-        quota_day=daily_unit.adopt() if daily_unit is not None else None,
-    )
-    if claim:
-        generation.status, generation.started_at = Status.RUNNING, generation.created_at
+    model = catalog.get_model(params.model)
+    quota_day = daily_unit.adopt() if daily_unit is not None else None
+    batch_id = uuid.uuid4() if params.n > 1 else None
+    generations = []
+    for index in range(params.n):
+        generation = Generation(
+            user=user, api_key=api_key, request_id=request_id, prompt=params.prompt,
+            orientation=params.orientation, width=width, height=height, allow_nsfw=params.allow_nsfw,
+            enhance=params.enhance,
+            seed=(params.seed + index) % 2**32 if params.seed is not None else new_seed(),
+            backend=backend_for(api_key), cost_usd=pricing.image_price(is_test=is_test, list_price=model.price_usd),
+            is_test=is_test, is_async=params.is_async, webhook_url=params.webhook_url, base_url=base_url,
+            quota_day=quota_day, user_negative_prompt=params.negative_prompt, catalog_model=model.id,
+            batch_id=batch_id, end_user=params.end_user,
+        )
+        if claim:
+            generation.status, generation.started_at = Status.RUNNING, generation.created_at
+        generations.append(generation)
+    refusal = None
     with transaction.atomic():
-        generation.save(force_insert=True)
         try:
-            generation.balance_after = _charge(generation)
+            with transaction.atomic():  # a savepoint: a refusal of the k-th charge undoes the k-1 before it
+                for generation in generations:
+                    generation.save(force_insert=True)
+                    generation.balance_after = _charge(generation)
         except (ledger.InsufficientBalance, KeySpendCapReached) as exc:
-            generation.status = Status.FAILED
-            generation.error_code = ("INSUFFICIENT_BALANCE" if isinstance(exc, ledger.InsufficientBalance)
-                                     else "KEY_SPEND_CAP_REACHED")
-            generation.cost_usd = Decimal("0")
-            generation.finished_at = timezone.now()
-            generation.save(update_fields=["status", "error_code", "cost_usd", "finished_at"])
-    if generation.status == Status.FAILED:
-        quota.give_back(user_id=user.pk, day=generation.quota_day, test=is_test)
-    return generation
+            refusal = ("INSUFFICIENT_BALANCE" if isinstance(exc, ledger.InsufficientBalance)
+                       else "KEY_SPEND_CAP_REACHED")
+            for generation in generations:
+                generation.status, generation.error_code = Status.FAILED, refusal
+                generation.cost_usd = Decimal("0")
+                generation.finished_at = timezone.now()
+                generation.balance_after = None
+                generation.save(force_insert=True)
+    if refusal is not None:
+        quota.give_back(user_id=user.pk, day=quota_day, test=is_test, amount=len(generations))
+    return generations
 
 
 def _charge(generation: Generation) -> Decimal:

@@ -18,11 +18,10 @@ from django.db import DatabaseError, connection
 
 from config.metrics import GENERATION_SECONDS
 
-from . import quota, rendering
-from .backends import get_backend
-from .charging import GenerationParams, backend_for, fail_generation, on_a_live_connection, start_generation
+from . import backends, catalog, quota, rendering
+from .charging import GenerationParams, backend_for, fail_generation, on_a_live_connection, start_generations
 from .models import Generation
-from .tasks import run_generation_task
+from .tasks import run_generation_batch_task, run_generation_task
 
 log = logging.getLogger(__name__)
 Status = Generation.Status
@@ -33,38 +32,60 @@ WAIT_GRACE_S = 2.0
 
 def submit_generation(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
                       request_id: str = "", base_url: str = "") -> Generation:
-    """Charge and queue, without waiting (async jobs): the worker finishes the row."""
-    generation = start_generation(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
-                                  request_id=request_id, base_url=base_url)
-    if generation.status == Status.FAILED:
-        return generation
+    """Charge and queue one image, without waiting (async jobs): the worker finishes the row."""
+    return submit_generations(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
+                              request_id=request_id, base_url=base_url)[0]
+
+
+def submit_generations(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
+                       request_id: str = "", base_url: str = "") -> list[Generation]:
+    """Charge and queue the request's n images, without waiting: the worker finishes the rows."""
+    generations = start_generations(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
+                                    request_id=request_id, base_url=base_url)
+    if generations[0].status == Status.FAILED:
+        return generations
     try:
-        run_generation_task.apply_async(args=[str(generation.id), time.time() + settings.GENERATION_TIMEOUT_S],
-                                        **_time_limits())
+        _queue(generations, deadline_at=time.time() + settings.GENERATION_TIMEOUT_S)
     except Exception as exc:
-        log.exception("could not queue generation %s", generation.id)
-        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
-        generation.refresh_from_db()
-    return generation
+        log.exception("could not queue generations %s", [str(g.id) for g in generations])
+        for generation in generations:
+            fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
+            generation.refresh_from_db()
+    return generations
 
 
 def generate_and_wait(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
                       request_id: str = "") -> Generation:
-    """Charge, render (here or on a worker), return the final row.
+    """generate_and_wait_all for one image: the final row."""
+    return generate_and_wait_all(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
+                                 request_id=request_id)[0]
 
-    The returned instance carries `balance_after`: the user's balance right after the charge.
+
+def generate_and_wait_all(*, user, api_key, params: GenerationParams, daily_unit: quota.DailyUnit | None = None,
+                          request_id: str = "") -> list[Generation]:
+    """Charge, render the request's n images (here or on a worker, as one batch), return the
+    final rows in order. Each image succeeds or fails (refunded) on its own.
+
+    The returned instances carry `balance_after`: the user's balance right after each charge.
     """
     started = time.perf_counter()
     in_web = renders_in_web(backend_for(api_key))
-    generation = start_generation(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
-                                  request_id=request_id, claim=in_web)
-    if generation.status == Status.FAILED:
-        return generation
+    generations = start_generations(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
+                                    request_id=request_id, claim=in_web)
+    if generations[0].status == Status.FAILED:
+        return generations
     deadline_at = time.time() + settings.GENERATION_TIMEOUT_S
     if in_web:
-        outcome = rendering.render(generation, deadline_at=deadline_at, request_started=started)
+        outcomes = rendering.render_batch(generations, deadline_at=deadline_at, request_started=started)
     else:
-        outcome = _render_on_a_worker(generation, deadline_at=deadline_at)
+        outcomes = _render_on_a_worker(generations, deadline_at=deadline_at)
+    for generation, outcome in zip(generations, outcomes, strict=True):
+        _apply_outcome(generation, outcome, started=started)
+        _observe(generation)
+    return generations
+
+
+def _apply_outcome(generation: Generation, outcome, *, started: float) -> None:
     if isinstance(outcome, dict) and outcome.get("status") in (Status.SUCCEEDED, Status.FAILED):
         for field, value in outcome.items():
             setattr(generation, field, value)
@@ -82,30 +103,45 @@ def generate_and_wait(*, user, api_key, params: GenerationParams, daily_unit: qu
             # A timing, not money: the image and its charge stand, and the answer must go out (a
             # 503 here would invite a retry that charges again).
             log.warning("could not record total_ms of %s", generation.pk)
-    _observe(generation)
-    return generation
 
 
 def renders_in_web(backend_name: str) -> bool:
-    return settings.GENERATION_RENDER_IN_WEB and get_backend(backend_name).renders_in_web
+    return settings.GENERATION_RENDER_IN_WEB and backends.renders_in_web(backend_name)
 
 
-def _render_on_a_worker(generation: Generation, *, deadline_at: float) -> dict:
-    """Queue the generation and wait for the worker's outcome; {} when none came back."""
+def _queue(generations: list[Generation], *, deadline_at: float):
+    """Send the request's generations to the workers of their model: one task, whatever n."""
+    first = generations[0]
+    queue = catalog.queue_for(catalog.get_model(first.catalog_model), backend_name=first.backend)
+    # The default queue comes from CELERY_TASK_ROUTES (so a test may point a task elsewhere).
+    options = {**_time_limits(), **({"queue": queue} if queue != catalog.DEFAULT_QUEUE else {})}
+    if len(generations) == 1:
+        return run_generation_task.apply_async(args=[str(first.id), deadline_at], **options)
+    return run_generation_batch_task.apply_async(args=[[str(g.id) for g in generations], deadline_at], **options)
+
+
+def _render_on_a_worker(generations: list[Generation], *, deadline_at: float) -> list[dict]:
+    """Queue the generations and wait for the worker's outcomes; {} for each that none came back for."""
     try:
-        result = run_generation_task.apply_async(args=[str(generation.id), deadline_at], **_time_limits())
+        result = _queue(generations, deadline_at=deadline_at)
         if not result.ready() and not connection.in_atomic_block:
             # Seconds of waiting on a GPU must not hold a database connection: give it back to
             # the pool, so a web node's many waiting requests share a few connections.
             connection.close()
-        return result.get(timeout=settings.GENERATION_TIMEOUT_S + WAIT_GRACE_S, propagate=False,
-                          disable_sync_subtasks=False)
+        outcome = result.get(timeout=settings.GENERATION_TIMEOUT_S + WAIT_GRACE_S, propagate=False,
+                             disable_sync_subtasks=False)
+        outcomes = outcome if len(generations) > 1 else [outcome]
+        if isinstance(outcomes, list) and len(outcomes) == len(generations):
+            return outcomes
     except CeleryTimeout:
-        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail="timed out waiting for the worker")
+        for generation in generations:
+            fail_generation(generation_id=generation.id, code="GENERATION_FAILED",
+                            detail="timed out waiting for the worker")
     except Exception as exc:  # the broker or result store is unreachable
-        log.exception("could not run generation %s", generation.id)
-        fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
-    return {}
+        log.exception("could not run generations %s", [str(g.id) for g in generations])
+        for generation in generations:
+            fail_generation(generation_id=generation.id, code="GENERATION_FAILED", detail=f"queue error: {exc}")
+    return [{} for _ in generations]
 
 
 def _observe(generation: Generation) -> None:

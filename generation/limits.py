@@ -104,22 +104,24 @@ def _daily_key(user_id: int, day: str, test: bool = False) -> str:
 
 
 @_guard
-def take_daily_quota(*, user_id: int, test: bool = False) -> tuple[bool, LimitState, str]:
-    """Take one image from today's quota. Returns (allowed, state, day); give it back with the day."""
-    day = utc_day()
+def take_daily_quota(*, user_id: int, test: bool = False, amount: int = 1,
+                     day: str | None = None) -> tuple[bool, LimitState, str]:
+    """Take `amount` images from today's quota (all or none). Returns (allowed, state, day); give
+    them back with the day."""
+    day = day or utc_day()
     item = _daily_item()
     # The date is in the key, so the window is the UTC calendar day, not 24 h from the first hit.
-    used = _storage().incr(_daily_key(user_id, day, test), item.get_expiry() + 3600)
+    used = _storage().incr(_daily_key(user_id, day, test), item.get_expiry() + 3600, amount=amount)
     allowed = used <= item.amount
     if not allowed:
-        _storage().incr(_daily_key(user_id, day, test), item.get_expiry() + 3600, amount=-1)
-        used -= 1
+        _storage().incr(_daily_key(user_id, day, test), item.get_expiry() + 3600, amount=-amount)
+        used -= amount
     return allowed, LimitState(limit=item.amount, remaining=item.amount - used, reset_at=_next_utc_midnight()), day
 
 
 @_guard
-def give_back_daily_quota(*, user_id: int, day: str, test: bool = False) -> None:
-    _storage().incr(_daily_key(user_id, day, test), _daily_item().get_expiry() + 3600, amount=-1)
+def give_back_daily_quota(*, user_id: int, day: str, test: bool = False, amount: int = 1) -> None:
+    _storage().incr(_daily_key(user_id, day, test), _daily_item().get_expiry() + 3600, amount=-amount)
 
 
 @_guard

@@ -41,7 +41,13 @@ class Generation(models.Model):
     request_id = models.CharField(max_length=128, blank=True, db_index=True)
     prompt = models.TextField()
     enhanced_prompt = models.TextField(blank=True)
-    negative_prompt = models.TextField(blank=True)
+    negative_prompt = models.TextField(blank=True, help_text="All the backend got: the family's, the NSFW one, the user's")
+    user_negative_prompt = models.TextField(blank=True, help_text="The request's negative_prompt, as sent")
+    catalog_model = models.CharField(max_length=64, blank=True,
+                                     help_text="The GENERATION_MODELS id chosen (empty before models could be chosen)")
+    batch_id = models.UUIDField(null=True, blank=True, db_index=True,
+                                help_text="Shared by the images of one request with n > 1")
+    end_user = models.CharField(max_length=256, blank=True, help_text="OpenAI's `user` field, as sent")
     orientation = models.CharField(max_length=10, choices=Orientation.choices)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from billing import ledger, pricing
 from config.errors import error_body
 
-from . import images, limits
+from . import catalog, images, limits
 from .models import ORIENTATIONS, Generation
 from .safety import policy
 
@@ -59,7 +59,9 @@ class GenerateOutput(serializers.Serializer):
     seed = serializers.IntegerField(help_text="Send it back to reproduce the image")
     width = serializers.IntegerField()
     height = serializers.IntegerField()
-    model = serializers.CharField()
+    model = serializers.CharField(help_text="The checkpoint the backend ran")
+    model_id = serializers.CharField(source="catalog_model", help_text="The id from GET /api/models")
+    negative_prompt = serializers.CharField(source="user_negative_prompt", help_text="Yours, as sent")
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_image_url(self, generation):
@@ -74,7 +76,8 @@ class GenerateOutput(serializers.Serializer):
 
 # The fields of GenerationResource shown whatever the status; the sync answer's join them once
 # it succeeded, `error` once it failed.
-RESOURCE_FIELDS = ("id", "status", "created_at", "prompt", "orientation", "allowNSFW", "enhance")
+RESOURCE_FIELDS = ("id", "status", "created_at", "prompt", "orientation", "allowNSFW", "enhance", "negative_prompt",
+                   "model_id", "batch_id")
 
 
 class GenerationResource(GenerateOutput):
@@ -87,6 +90,7 @@ class GenerationResource(GenerateOutput):
     orientation = serializers.ChoiceField(choices=list(ORIENTATIONS))
     allowNSFW = serializers.BooleanField(source="allow_nsfw")  # noqa: N815 (the reference's name)
     enhance = serializers.BooleanField()
+    batch_id = serializers.UUIDField(allow_null=True, help_text="Shared by the images of one request with n > 1")
     error = serializers.SerializerMethodField(help_text="Once failed: why, in the API's error shape")
 
     class Meta:
@@ -134,6 +138,59 @@ def answer_for(generation: Generation, *, request=None) -> tuple[int, dict]:
     return error_for(generation)
 
 
+class BatchImage(serializers.Serializer):
+    id = serializers.UUIDField()
+    image_url = serializers.URLField(allow_null=True)
+    seed = serializers.IntegerField()
+
+
+class FailedImage(serializers.Serializer):
+    id = serializers.UUIDField()
+    code = serializers.CharField(help_text="Why; this image was refunded and its daily unit given back")
+
+
+class GenerateBatchOutput(GenerateOutput):
+    """The sync answer for n > 1: the first delivered image's fields, then every image."""
+
+    images = BatchImage(many=True, required=False, help_text="With n > 1: the delivered images, in order")
+    failed = FailedImage(many=True, required=False, help_text="With n > 1: the images that failed (refunded)")
+
+
+def delivered_and_failed(generations: list[Generation]) -> tuple[list[Generation], list[Generation]]:
+    return ([g for g in generations if g.status == Status.SUCCEEDED],
+            [g for g in generations if g.status != Status.SUCCEEDED])
+
+
+def balance_after_all(generations: list[Generation]) -> Decimal:
+    """The balance after the request's charges and the refunds of its failed images (the charges
+    were booked in one transaction, so the last one's balance is after all of them)."""
+    charged = [g.balance_after for g in generations if getattr(g, "balance_after", None) is not None]
+    if not charged:
+        return balance_after_charge(generations[0])
+    failed = [g for g in generations if g.status != Status.SUCCEEDED]
+    refunded = sum((pricing.image_price(is_test=g.is_test, list_price=catalog.get_model(g.catalog_model).price_usd)
+                    for g in failed), Decimal("0"))
+    return min(charged) + refunded
+
+
+def answer_for_all(generations: list[Generation], *, request=None) -> tuple[int, dict]:
+    """The synchronous answer for a request's n images: 200 when at least one was delivered
+    (the failed ones listed and refunded), else the first one's error."""
+    if len(generations) == 1:
+        return answer_for(generations[0], request=request)
+    delivered, failed = delivered_and_failed(generations)
+    if not delivered:
+        return error_for(generations[0])
+    context = {"request": request}
+    body = GenerateOutput(delivered[0], context=context).data
+    body["balance_usd"] = float(balance_after_all(generations))
+    body["images"] = [{"id": str(g.id), "image_url": GenerateOutput(g, context=context).get_image_url(g), "seed": g.seed}
+                      for g in delivered]
+    if failed:
+        body["failed"] = [{"id": str(g.id), "code": g.error_code or "GENERATION_FAILED"} for g in failed]
+    return 200, body
+
+
 def generation_resource(generation: Generation, *, request=None) -> dict:
     return GenerationResource(generation, context={"request": request}).data
 
@@ -168,6 +225,41 @@ class PricingOutput(serializers.Serializer):
     orientations = serializers.DictField(child=Size())
     limits = PricingLimits()
     remaining = PricingRemaining()
+
+
+class ModelSizes(serializers.Serializer):
+    portrait = Size()
+    square = Size()
+    landscape = Size()
+
+
+class ModelInfo(serializers.Serializer):
+    id = serializers.CharField(help_text="What `model` takes")
+    name = serializers.CharField()
+    family = serializers.CharField(help_text="Its prompt style: quality tags and negative prompt")
+    default = serializers.BooleanField(help_text="Used when `model` is left out")
+    default_steps = serializers.IntegerField()
+    default_cfg = serializers.FloatField()
+    sizes = ModelSizes()
+    price_per_image_usd = serializers.FloatField()
+
+
+class ModelList(serializers.Serializer):
+    """GET /api/models: the models this caller may choose."""
+
+    models = ModelInfo(many=True)
+
+
+def model_list(*, api_key) -> dict:
+    is_test = api_key is not None and api_key.is_test
+    backend = "preview" if is_test else settings.GENERATION_BACKEND
+    default_id = catalog.default_model().id
+    return ModelList({"models": [{
+        "id": model.id, "name": model.name, "family": model.family, "default": model.id == default_id,
+        "default_steps": model.default_steps(), "default_cfg": model.default_cfg(),
+        "sizes": {name: {"width": w, "height": h} for name, (w, h) in model.sizes.items()},
+        "price_per_image_usd": pricing.image_price(is_test=is_test, list_price=model.price_usd),
+    } for model in catalog.all_models() if catalog.is_available(model, backend_name=backend)]}).data
 
 
 def pricing_for(*, user, api_key) -> dict:

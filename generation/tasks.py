@@ -22,6 +22,17 @@ def run_generation_task(generation_id: str, deadline_at: float) -> dict:
     return outcome
 
 
+@shared_task(name="generation.tasks.run_generation_batch", acks_late=True, reject_on_worker_lost=True)
+def run_generation_batch_task(generation_ids: list[str], deadline_at: float) -> list[dict]:
+    """The n images of one request as one batch; the outcomes in order ({} for any row another
+    delivery had claimed)."""
+    outcomes = rendering.run_generation_batch(generation_ids=generation_ids, deadline_at=deadline_at)
+    for generation_id, outcome in zip(generation_ids, outcomes, strict=True):
+        if outcome:
+            notify_if_async(generation_id)
+    return outcomes
+
+
 def notify_if_async(generation_id) -> None:
     """An async generation that just finished tells its webhook_url, if it has one."""
     if Generation.objects.filter(pk=generation_id, is_async=True).exclude(webhook_url="").exists():

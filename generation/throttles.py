@@ -19,6 +19,14 @@ def _refused(code: str, message: str, state) -> ApiError:
                     headers={"Retry-After": str(state.retry_after), **state.headers()})
 
 
+def daily_limit_refusal(state) -> ApiError:
+    return _refused("DAILY_LIMIT_EXCEEDED", "Daily limit exceeded", state)
+
+
+def service_unavailable() -> ApiError:
+    return _unavailable()
+
+
 def _unavailable():
     return ApiError(status_code=503, code="SERVICE_UNAVAILABLE", message="Service temporarily unavailable, retry shortly",
                     headers={"Retry-After": "5"})

@@ -8,6 +8,7 @@ so the web side of a test selects these, not only the worker's environment.
 import os
 import time
 
+from generation.backends.base import BackendError
 from generation.backends.preview import PreviewBackend
 
 
@@ -34,4 +35,16 @@ class HangingBackend(PreviewBackend):
         if "hang" in request.prompt:
             while True:
                 time.sleep(3600)
+        return super().generate(request, deadline=deadline)
+
+
+class OddSeedFailsBackend(PreviewBackend):
+    """Fails every image whose seed is odd (a preview image otherwise): with "seed": 100 and
+    "n": 3, the second image of three fails, the partial failure of a batch."""
+
+    name = "odd-seed-fails"
+
+    def generate(self, request, *, deadline):
+        if request.seed % 2:
+            raise BackendError(f"odd seed {request.seed}", provider_code="test")
         return super().generate(request, deadline=deadline)

@@ -171,7 +171,7 @@ def test_unexpected_crash_is_a_json_500(alice_key, monkeypatch):
     def crash(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("generation.dispatch.generate_and_wait", crash)
+    monkeypatch.setattr("generation.dispatch.generate_and_wait_all", crash)
     response = generate(Client(raise_request_exception=False), alice_key)
     assert response.status_code == 500
     assert response.json()["code"] == "INTERNAL_ERROR"

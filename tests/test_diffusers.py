@@ -263,3 +263,21 @@ def test_a_missing_model_setting_is_a_configuration_error(settings):
     with pytest.raises(BackendError) as failure:
         diffusers_backend.DiffusersBackend()
     assert failure.value.provider_code == "configuration"
+
+
+@pytest.mark.django_db
+def test_n_images_run_as_one_batch_each_with_its_own_seed(client, alice, alice_key, use_diffusers, pipeline_calls):
+    use_diffusers()
+    body = generate(client, alice_key, {"prompt": "a fox", "n": 3, "seed": 1234, "orientation": "square"}).json()
+    batch_calls = [call for call in pipeline_calls if call.get("num_images_per_prompt") == 3]
+    assert len(pipeline_calls) == 1 and len(batch_calls) == 1
+    assert len(batch_calls[0]["generator"]) == 3
+    assert [image["seed"] for image in body["images"]] == [1234, 1235, 1236]
+    pixels = [fetch_image(client, image["image_url"]).convert("RGB") for image in body["images"]]
+    assert len({image.tobytes() for image in pixels}) == 3
+    # Image k of the batch is image k's seed run alone (up to float rounding in batched kernels).
+    alone = generate(client, alice_key, {"prompt": "a fox", "seed": 1235, "orientation": "square"}).json()
+    single = fetch_image(client, alone["image_url"]).convert("RGB")
+    difference = [abs(a - b) for a, b in zip(single.tobytes(), pixels[1].tobytes(), strict=True)]
+    assert sum(difference) / len(difference) < 1.0
+    assert ledger.balance(user=alice) == Decimal("1") - 4 * PRICE

@@ -208,3 +208,24 @@ def test_playground_endpoints_are_not_in_the_api_schema(client, alice_key):
     schema = json.loads(client.get("/api/schema/", {"format": "json"}, HTTP_AUTHORIZATION=f"Bearer {alice_key}").content)
     assert "/api/generate" in schema["paths"]
     assert not [path for path in schema["paths"] if path.startswith("/playground")]
+
+
+def test_several_images_a_negative_prompt_and_a_model_from_the_form(client, alice, settings):
+    settings.GENERATION_MODELS = json.dumps([{"id": "animagine-xl-4", "name": "Animagine XL 4.0", "family": "animagine4"},
+                                             {"id": "noobai-xl", "name": "NoobAI-XL", "family": "noobai"}])
+    client.force_login(alice)
+    page = text(client.get("/playground/"))
+    assert '<option value="noobai-xl">NoobAI-XL</option>' in page and 'name="negative_prompt"' in page
+    assert '<option value="4">4</option>' in page
+    response = playground(client, prompt="a fox", n="2", negative_prompt="hat", model="noobai-xl")
+    assert response.status_code == HTTPStatus.OK
+    rows = list(Generation.objects.filter(user=alice).order_by("created_at"))
+    assert len(rows) == 2 and {(row.catalog_model, row.user_negative_prompt) for row in rows} == {("noobai-xl", "hat")}
+    assert rows[0].enhanced_prompt.startswith("masterpiece, best quality, newest")  # NoobAI's tags lead
+    page = text(response)
+    assert page.count('data-testid="result-image"') == 2 and "$0.018" in page
+    assert ledger.balance(user=alice) == Decimal("1") - Decimal("0.018")
+    detail = text(client.get(f"/history/{rows[0].id}/"))
+    assert 'data-testid="negative-prompt">hat<' in detail and "noobai-xl" in detail
+    refused = playground(client, prompt="a fox", n="9")
+    assert refused.status_code == HTTPStatus.BAD_REQUEST and 'data-code="INVALID_N"' in text(refused)

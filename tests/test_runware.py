@@ -479,3 +479,12 @@ def test_seed_zero_is_sent_as_a_seed_runware_accepts(fake_runware):
 
     assert fake_runware.tasks[0]["seed"] == runware.RUNWARE_SEED_FOR_ZERO >= 1
     assert image.seed == runware.RUNWARE_SEED_FOR_ZERO
+
+
+@pytest.mark.django_db
+def test_n_images_are_n_concurrent_tasks_each_with_its_seed(client, alice, alice_key, fake_runware):
+    body = generate(client, alice_key, {"prompt": "a cat", "n": 3, "seed": 40}).json()
+    assert sorted(task["seed"] for task in fake_runware.tasks) == [40, 41, 42]
+    assert len({task["taskUUID"] for task in fake_runware.tasks}) == 3
+    assert [image["seed"] for image in body["images"]] == [40, 41, 42]
+    assert ledger.balance(user=alice) == Decimal("1") - 3 * Decimal("0.009")

@@ -44,6 +44,9 @@ OPERATIONS = [
     ("/api/generations/{generation_id}", "GET", 30, True),
     ("/api/generations/{generation_id}", "DELETE", 30, True),
     ("/api/pricing", "GET", 10, False),
+    ("/api/models", "GET", 10, False),
+    ("/v1/images/generations", "POST", 50, True),
+    ("/v1/models", "GET", 10, False),
 ]
 
 

@@ -14,6 +14,7 @@ class ImageRequest:
     allow_nsfw: bool
     seed: int  # 0 .. 2**32-1, chosen by the pipeline so it can be stored and reproduced
     request_id: str = ""
+    model_id: str = ""  # a GENERATION_MODELS id; "" is the default model
 
 
 @dataclass
@@ -51,3 +52,15 @@ class GenerationBackend(abc.ABC):
     @abc.abstractmethod
     def generate(self, request: ImageRequest, *, deadline: float) -> BackendImage:
         """Make one image before `deadline` (a time.monotonic() value) or raise BackendError."""
+
+    def generate_batch(self, requests: list[ImageRequest], *, deadline: float) -> list["BackendImage | Exception"]:
+        """The images of one request (n > 1), in order; each a BackendImage or the exception that
+        failed that image alone. This default makes them one after another; a GPU backend runs
+        them as one batch."""
+        results = []
+        for request in requests:
+            try:
+                results.append(self.generate(request, deadline=deadline))
+            except Exception as exc:
+                results.append(exc)
+        return results

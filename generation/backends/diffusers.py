@@ -20,6 +20,7 @@ import torch
 from diffusers import AutoencoderKL, StableDiffusionXLPipeline, schedulers
 from django.conf import settings
 
+from .. import catalog
 from ..images import encode_webp
 from ..models import ORIENTATIONS
 from . import sdxl_prompts
@@ -52,8 +53,12 @@ class DiffusersBackend(GenerationBackend):
     name = "diffusers"
 
     def __init__(self, pipe: StableDiffusionXLPipeline | None = None):
-        """Loads DIFFUSERS_MODEL; benchmarks pass a pipeline they built instead."""
-        self.model = _setting("DIFFUSERS_MODEL", "") or ("in-memory" if pipe is not None else "")
+        """Loads this worker's model (GENERATION_WORKER_MODEL's checkpoint, else DIFFUSERS_MODEL);
+        benchmarks pass a pipeline they built instead."""
+        served = catalog.worker_model()
+        self.model_id = served.id
+        self.model = (served.diffusers_model or _setting("DIFFUSERS_MODEL", "")
+                      or ("in-memory" if pipe is not None else ""))
         if not self.model:
             raise BackendError("DIFFUSERS_MODEL is not set", provider_code="configuration")
         device = _setting("DIFFUSERS_DEVICE", "") or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -63,8 +68,8 @@ class DiffusersBackend(GenerationBackend):
             raise BackendError(f"DIFFUSERS_DTYPE must be one of {', '.join(DTYPES)}, got {dtype_name!r}",
                                provider_code="configuration")
         self.dtype_name, self.dtype = dtype_name, DTYPES[dtype_name]
-        self.steps = int(_setting("DIFFUSERS_STEPS", 28))
-        self.cfg = float(_setting("DIFFUSERS_CFG", 5.0))
+        self.steps = served.steps if served.steps is not None else int(_setting("DIFFUSERS_STEPS", 28))
+        self.cfg = served.cfg if served.cfg is not None else float(_setting("DIFFUSERS_CFG", 5.0))
         self.scheduler_name = _setting("DIFFUSERS_SCHEDULER", "EulerAncestralDiscreteScheduler")
         self.compile_mode = _setting("DIFFUSERS_COMPILE", "")
         self.compile_s: float | None = None  # the warm-up's first run of each size, with DIFFUSERS_COMPILE
@@ -113,12 +118,30 @@ class DiffusersBackend(GenerationBackend):
         return seconds
 
     def generate(self, request: ImageRequest, *, deadline: float) -> BackendImage:
+        return self._generate([request], deadline=deadline)[0]
+
+    def generate_batch(self, requests: list[ImageRequest], *, deadline: float) -> list[BackendImage | Exception]:
+        """One request's n images in one pipeline call (their prompts are the same; each image has
+        its own seed's generator). A failure fails the batch: it is one run on the GPU."""
+        if len({(r.prompt, r.negative_prompt, r.width, r.height, r.model_id) for r in requests}) != 1:
+            return super().generate_batch(requests, deadline=deadline)
+        try:
+            return self._generate(requests, deadline=deadline)
+        except BackendError as exc:
+            return [exc] * len(requests)
+
+    def _generate(self, requests: list[ImageRequest], *, deadline: float) -> list[BackendImage]:
+        first = requests[0]
+        if first.model_id and first.model_id != self.model_id:
+            # Misrouted: this worker's queue is its model's (catalog.queue_for).
+            raise BackendError(f"this worker serves {self.model_id!r}, not {first.model_id!r}",
+                               provider_code="configuration")
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not self._lock.acquire(timeout=min(remaining, threading.TIMEOUT_MAX)):
             raise BackendError("no time left before the deadline", provider_code="deadline")
         try:
             started = time.perf_counter()
-            image = self._render(request, steps=self.steps, deadline=deadline)
+            pictures = self._render(first, steps=self.steps, deadline=deadline, seeds=[r.seed for r in requests])
             inference_ms = round((time.perf_counter() - started) * 1000)
         except _DeadlinePassed as stop:
             raise BackendError(f"deadline passed after step {stop.step + 1} of {self.steps}",
@@ -130,8 +153,8 @@ class DiffusersBackend(GenerationBackend):
             raise BackendError(f"{type(exc).__name__}: {exc}", provider_code="pipeline") from exc
         finally:
             self._lock.release()
-        return BackendImage(
-            data=encode_webp(image),
+        return [BackendImage(
+            data=encode_webp(picture),
             seed=request.seed,
             model=self.model_name,
             details={
@@ -143,23 +166,28 @@ class DiffusersBackend(GenerationBackend):
                 "dtype": self.dtype_name,
                 "device": str(self.device),
                 "inference_ms": inference_ms,
+                **({"batch_size": len(requests)} if len(requests) > 1 else {}),
             },
-        )
+        ) for request, picture in zip(requests, pictures, strict=True)]
 
-    def _render(self, request: ImageRequest, *, steps: int, deadline: float):
+    def _render(self, request: ImageRequest, *, steps: int, deadline: float, seeds: list[int] | None = None):
+        """The images of `request`'s prompt, one per seed (default: the request's own): a list."""
+        seeds = seeds or [request.seed]
         embeds = sdxl_prompts.encode(self.pipe, request.prompt, request.negative_prompt)
-        generator = torch.Generator(self.device).manual_seed(request.seed)
+        # One generator per image: image k is the same as a single run with seeds[k].
+        generators = [torch.Generator(self.device).manual_seed(seed) for seed in seeds]
         result = self.pipe(
             **embeds.pipeline_kwargs(),
+            num_images_per_prompt=len(seeds),
             width=request.width,
             height=request.height,
             num_inference_steps=steps,
             guidance_scale=self.cfg,
-            generator=generator,
+            generator=generators,
             callback_on_step_end=_stop_at(deadline),
             output_type="pil",
         )
-        return result.images[0]
+        return result.images
 
 
 def _stop_at(deadline: float):

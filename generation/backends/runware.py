@@ -13,12 +13,14 @@ import logging
 import random
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
 
+from .. import catalog
 from .base import BackendError, BackendImage, GenerationBackend, ImageRequest
 
 log = logging.getLogger(__name__)
@@ -89,7 +91,17 @@ class RunwareBackend(GenerationBackend):
                 continue
             return self._image(item, task, request, tries=tries, deadline=deadline)
 
+    def generate_batch(self, requests: list[ImageRequest], *, deadline: float) -> list[BackendImage | Exception]:
+        """A request's n images as n concurrent tasks (the shared client is thread-safe), so n
+        images take about as long as one; each succeeds or fails on its own."""
+        if len(requests) == 1:
+            return super().generate_batch(requests, deadline=deadline)
+        with ThreadPoolExecutor(max_workers=len(requests), thread_name_prefix="runware-batch") as pool:
+            futures = [pool.submit(self.generate, request, deadline=deadline) for request in requests]
+        return [future.exception() or future.result() for future in futures]
+
     def _task(self, request: ImageRequest) -> dict:
+        model = catalog.get_model(request.model_id)
         task = {
             "taskType": "imageInference",
             "taskUUID": str(uuid.uuid4()),
@@ -97,9 +109,9 @@ class RunwareBackend(GenerationBackend):
             "negativePrompt": request.negative_prompt,
             "width": request.width,
             "height": request.height,
-            "model": settings.RUNWARE_MODEL,
-            "steps": settings.RUNWARE_STEPS,
-            "CFGScale": settings.RUNWARE_CFG_SCALE,
+            "model": model.runware_air or settings.RUNWARE_MODEL,
+            "steps": model.steps if model.steps is not None else settings.RUNWARE_STEPS,
+            "CFGScale": model.cfg if model.cfg is not None else settings.RUNWARE_CFG_SCALE,
             "scheduler": settings.RUNWARE_SCHEDULER,
             "seed": request.seed or RUNWARE_SEED_FOR_ZERO,
             "outputType": self.output_type,
