@@ -11,7 +11,7 @@ from django.test import Client
 
 from billing import ledger
 from generation import limits
-from generation.backends.base import BackendError
+from generation.backends.base import BackendError, GenerationBackend
 from generation.enhance import enhance_prompt
 from generation.models import Generation
 
@@ -136,7 +136,7 @@ def test_daily_limit_in_words(client, alice, settings):
 
 
 def test_backend_failure_in_words_and_refunded(client, alice, use_backend):
-    class Broken:
+    class Broken(GenerationBackend):
         def generate(self, request, *, deadline):
             raise BackendError("GPU fell over")
 
