@@ -18,7 +18,7 @@ from django.db import DatabaseError, connection
 
 from config.metrics import GENERATION_SECONDS
 
-from . import backends, catalog, quota, rendering
+from . import backends, catalog, quota, rendering, safety
 from .charging import GenerationParams, backend_for, fail_generation, on_a_live_connection, start_generations
 from .models import Generation
 from .tasks import run_generation_batch_task, run_generation_task
@@ -69,7 +69,7 @@ def generate_and_wait_all(*, user, api_key, params: GenerationParams, daily_unit
     The returned instances carry `balance_after`: the user's balance right after each charge.
     """
     started = time.perf_counter()
-    in_web = renders_in_web(backend_for(api_key))
+    in_web = renders_in_web(backend_for(api_key), allow_nsfw=params.allow_nsfw)
     generations = start_generations(user=user, api_key=api_key, params=params, daily_unit=daily_unit,
                                     request_id=request_id, claim=in_web)
     if generations[0].status == Status.FAILED:
@@ -105,7 +105,12 @@ def _apply_outcome(generation: Generation, outcome, *, started: float) -> None:
             log.warning("could not record total_ms of %s", generation.pk)
 
 
-def renders_in_web(backend_name: str) -> bool:
+def renders_in_web(backend_name: str, *, allow_nsfw: bool = True) -> bool:
+    """Whether this process renders a sync request itself. Not when allowNSFW is false and the
+    image classifier is installed: it costs about 130 ms of CPU per image (bench/README.md), work
+    for the `generate` workers, not for web nodes that serve everyone else's requests."""
+    if not allow_nsfw and safety.classifier_installed():
+        return False
     return settings.GENERATION_RENDER_IN_WEB and backends.renders_in_web(backend_name)
 
 
