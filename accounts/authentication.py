@@ -1,8 +1,11 @@
+from urllib.parse import unquote_plus
+
 from django.conf import settings
 from rest_framework import authentication, exceptions
 
 from config.errors import ApiError
 
+from . import keys
 from .apikeys import authenticate_key, network_allows
 
 
@@ -23,8 +26,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request):
-        if "ank_" in request.META.get("QUERY_STRING", "") or "ank%5" in request.META.get("QUERY_STRING", ""):
+        if keys.KEY_IN_TEXT.search(unquote_plus(request.META.get("QUERY_STRING", ""))):
             # Never read from a URL: URLs end up in access logs, proxies and browser history.
+            # (A search for "tank_top" is not a key: only a key's shape counts.)
             raise ApiError(status_code=401, code="INVALID_KEY",
                            message="Send the API key in the Authorization header, never in the URL "
                                    "(consider this key exposed and rotate it)")

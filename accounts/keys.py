@@ -50,6 +50,10 @@ def is_well_formed(key):
     return secrets.compare_digest(_checksum(body), checksum)
 
 
+# A key anywhere in a text (a URL's query, a log line): the prefix and a body of key characters.
+KEY_IN_TEXT = re.compile(r"(?<![0-9A-Za-z_])ank_(?:test_)?[0-9A-Za-z]{20,}")
+
+
 def hash_key(key):
     return hashlib.sha256(key.encode("ascii")).hexdigest()
 

@@ -11,7 +11,7 @@ request_id_var = contextvars.ContextVar("request_id", default="")
 
 
 # An API key, also percent-encoded ("ank%5F…"), wherever it appears in a logged line.
-API_KEY_IN_TEXT = re.compile(r"ank(?:_|%5[Ff])[0-9A-Za-z_%]{4,}")
+API_KEY_IN_TEXT = re.compile(r"(?<![0-9A-Za-z])ank(?:_|%5[Ff])[0-9A-Za-z_%]{20,}")
 
 
 def scrub_secrets(text: str) -> str:

@@ -187,12 +187,17 @@ def test_a_key_in_the_query_string_is_never_accepted(client, alice_key):
     # Even beside a valid header: the key in the URL is exposed, and the caller must hear it.
     response = client.get(f"/api/pricing?api_key={alice_key}", HTTP_AUTHORIZATION=f"Bearer {alice_key}")
     assert response.status_code == 401
+    # A search that merely contains "ank_" is not a key.
+    for query in ("tank_top", "blank_eyes", "tank%5Ftop"):
+        response = client.get(f"/api/tags?q={query}", HTTP_AUTHORIZATION=f"Bearer {alice_key}")
+        assert response.status_code == 200, (query, response.content)
 
 
 def test_keys_are_scrubbed_from_log_lines():
     key = "ank_" + "a1B2" * 10 + "zz"
     assert scrub_secrets(f"GET /api/pricing?api_key={key}&x=1") == "GET /api/pricing?api_key=ank_[REDACTED]&x=1"
     assert key not in scrub_secrets(f"/x?k={key.replace('_', '%5F')}")
+    assert scrub_secrets("GET /api/tags?q=tank_top_and_skirt") == "GET /api/tags?q=tank_top_and_skirt"
     record = logging.LogRecord("django.server", logging.INFO, "", 0, '"%s" %s', (f"GET /?api_key={key}", 401), None)
     ScrubSecretsFilter().filter(record)
     assert key not in record.getMessage() and "ank_[REDACTED]" in record.getMessage()
