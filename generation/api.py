@@ -264,6 +264,14 @@ class GenerateView(ErrorDetailsMixin, APIView):
             body["images"] = accepted
         return 202, body
 
+    def handle_exception(self, exc):
+        # An exception DRF does not turn into an answer is re-raised past finalize_response
+        # (Django's 500 answers it): the units the request still holds go back here.
+        daily_unit = getattr(self.request, "daily_unit", None)
+        if daily_unit is not None:
+            daily_unit.release()
+        return super().handle_exception(exc)
+
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         daily_unit = getattr(request, "daily_unit", None)

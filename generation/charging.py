@@ -73,7 +73,9 @@ def start_generations(*, user, api_key, params: GenerationParams, daily_unit: qu
     width, height = ORIENTATIONS[params.orientation]
     is_test = api_key is not None and api_key.is_test
     model = catalog.get_model(params.model)
-    quota_day = daily_unit.adopt() if daily_unit is not None else None
+    # The rows record the units' day; they adopt the units only once they exist (below), so an
+    # error on the way leaves the units with the request, whose view gives them back.
+    quota_day = daily_unit.day if daily_unit is not None else None
     batch_id = uuid.uuid4() if params.n > 1 else None
     generations = []
     for index in range(params.n):
@@ -106,6 +108,8 @@ def start_generations(*, user, api_key, params: GenerationParams, daily_unit: qu
                 generation.finished_at = timezone.now()
                 generation.balance_after = None
                 generation.save(force_insert=True)
+    if daily_unit is not None:
+        daily_unit.adopt()
     if refusal is not None:
         quota.give_back(user_id=user.pk, day=quota_day, test=is_test, amount=len(generations))
     return generations

@@ -76,7 +76,16 @@ def generate_and_wait_all(*, user, api_key, params: GenerationParams, daily_unit
         return generations
     deadline_at = time.time() + settings.GENERATION_TIMEOUT_S
     if in_web:
-        outcomes = rendering.render_batch(generations, deadline_at=deadline_at, request_started=started)
+        try:
+            outcomes = rendering.render_batch(generations, deadline_at=deadline_at, request_started=started)
+        except BaseException as exc:
+            # Rendering fails each image on its own; this is for what it did not foresee (a
+            # backend that cannot even be built). The rows must not wait minutes for the sweep
+            # while the caller, told to retry, is charged again.
+            for generation in generations:
+                fail_generation(generation_id=generation.id, code="GENERATION_FAILED",
+                                detail=f"rendering crashed: {type(exc).__name__}: {exc}")
+            raise
     else:
         outcomes = _render_on_a_worker(generations, deadline_at=deadline_at)
     for generation, outcome in zip(generations, outcomes, strict=True):

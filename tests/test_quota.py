@@ -81,3 +81,36 @@ def test_the_stale_sweep_gives_back_the_unit_of_a_generation_nobody_finished(ali
     assert used_today(alice) == 0
     generation.refresh_from_db()
     assert generation.status == "failed" and generation.cost_usd == Decimal("0")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("crash_at", ["generation.api.parse_generate_request", "generation.charging._charge"])
+def test_an_unexpected_crash_before_any_image_gives_the_unit_back(alice, alice_key, monkeypatch, crash_at):
+    from django.test import Client
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(crash_at, crash)
+    response = generate(Client(raise_request_exception=False), alice_key, {"prompt": "a fox"})
+    assert response.status_code == 500
+    assert used_today(alice) == 0
+    assert not Generation.objects.exists()  # the charge's transaction was rolled back whole
+
+
+@pytest.mark.django_db
+def test_a_crash_while_rendering_in_the_web_process_refunds_at_once(alice, alice_key, monkeypatch):
+    from django.test import Client
+
+    from billing import ledger
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("cannot build the backend")
+
+    monkeypatch.setattr("generation.rendering.render_batch", crash)
+    response = generate(Client(raise_request_exception=False), alice_key, {"prompt": "a fox"})
+    assert response.status_code == 500
+    generation = Generation.objects.get()
+    assert generation.status == "failed" and "cannot build the backend" in generation.error_detail
+    assert ledger.balance(user=alice) == Decimal("1") == ledger.ledger_sum(user=alice)
+    assert used_today(alice) == 0
