@@ -13,10 +13,12 @@ def image_price(*, is_test: bool = False, list_price: Decimal | None = None) -> 
     return settings.ANIMEAPI_PRICE_USD if list_price is None else list_price
 
 
-def images_affordable(balance: Decimal) -> int:
-    return max(0, int(balance // settings.ANIMEAPI_PRICE_USD))
+def images_affordable(balance: Decimal, *, price: Decimal | None = None) -> int:
+    return max(0, int(balance // (price or settings.ANIMEAPI_PRICE_USD)))
 
 
-def can_afford_an_image(balance: Decimal) -> bool:
-    """The API answers 402 INSUFFICIENT_BALANCE exactly when this is False."""
-    return balance >= settings.ANIMEAPI_PRICE_USD
+def can_afford_an_image(balance: Decimal, *, price: Decimal | None = None) -> bool:
+    """The API answers 402 INSUFFICIENT_BALANCE for an image of `price` (default
+    ANIMEAPI_PRICE_USD, the default model's price unless GENERATION_MODELS says otherwise)
+    exactly when this is False."""
+    return balance >= (price or settings.ANIMEAPI_PRICE_USD)

@@ -76,6 +76,9 @@ def _model_from(entry: dict) -> GenerationModel:
         price = Decimal(str(entry.get("price_usd", settings.ANIMEAPI_PRICE_USD)))
     except InvalidOperation:
         raise ImproperlyConfigured(f"GENERATION_MODELS: {entry['id']}: price_usd is not a number") from None
+    if not price.is_finite() or price <= 0:
+        # The ledger reserves only positive amounts: a free or negative price would fail every request.
+        raise ImproperlyConfigured(f"GENERATION_MODELS: {entry['id']}: price_usd must be a positive number of USD")
     return GenerationModel(
         id=entry["id"], name=str(entry.get("name", entry["id"])), family=family,
         steps=int(entry["steps"]) if entry.get("steps") is not None else None,

@@ -269,9 +269,11 @@ def pricing_for(*, user, api_key) -> dict:
         used = limits.daily_used(user_id=user.pk, test=is_test)
     except limits.LimitsUnavailable:
         used = None
+    # The default model's price: what a request that names no model is charged.
+    list_price = catalog.default_model().price_usd
     return PricingOutput({
         "currency": "USD",
-        "price_per_image_usd": pricing.image_price(is_test=is_test),
+        "price_per_image_usd": pricing.image_price(is_test=is_test, list_price=list_price),
         "test_mode": is_test,
         "orientations": {name: {"width": w, "height": h} for name, (w, h) in ORIENTATIONS.items()},
         "limits": {
@@ -281,6 +283,6 @@ def pricing_for(*, user, api_key) -> dict:
         "remaining": {
             "images_today": None if used is None else max(0, settings.ANIMEAPI_DAILY_LIMIT - used),
             "balance_usd": balance,
-            "images_affordable": None if is_test else pricing.images_affordable(balance),
+            "images_affordable": None if is_test else pricing.images_affordable(balance, price=list_price),
         },
     }).data

@@ -266,7 +266,8 @@ def test_a_bad_models_setting_is_a_configuration_error(settings):
 
     from generation import catalog
 
-    for raw in ("not json", "[]", '[{"id": "Bad Id"}]', '[{"id": "a", "family": "sd15"}]', '[{"id": "a"}, {"id": "a"}]'):
+    for raw in ("not json", "[]", '[{"id": "Bad Id"}]', '[{"id": "a", "family": "sd15"}]', '[{"id": "a"}, {"id": "a"}]',
+                '[{"id": "a", "price_usd": "0"}]', '[{"id": "a", "price_usd": "-1"}]', '[{"id": "a", "price_usd": "NaN"}]'):
         settings.GENERATION_MODELS = raw
         with pytest.raises(ImproperlyConfigured):
             catalog.all_models()

@@ -224,3 +224,14 @@ def test_a_bad_host_header_still_gets_a_json_error(alice_key):
         "/api/generate", data="{}", content_type="application/json", HTTP_HOST="evil.example")
     assert response.status_code == 400
     assert response.json()["code"] == "INVALID_REQUEST" and response.json()["doc_url"] == "/docs/#error-INVALID_REQUEST"
+
+
+@pytest.mark.django_db
+def test_pricing_quotes_the_default_models_price(client, alice_key, settings):
+    import json
+
+    settings.GENERATION_MODELS = json.dumps([{"id": "dear-model", "price_usd": "0.05"}])
+    body = client.get("/api/pricing", HTTP_AUTHORIZATION=f"Bearer {alice_key}").json()
+    assert body["price_per_image_usd"] == pytest.approx(0.05)
+    assert body["remaining"]["images_affordable"] == 20  # $1 at $0.05
+    assert generate(client, alice_key).json()["cost_usd"] == pytest.approx(0.05)
