@@ -142,7 +142,8 @@ def parse_generate_request(request) -> GenerationParams:
         raise ApiError(status_code=400, code=FIELD_CODES[field], message=message)
     values = serializer.validated_data
     # Whatever the flags: refused before anything is charged (the daily unit goes back, as for any 400).
-    policy.enforce_and_record(values["prompt"], user=request.user, api_key=request.auth, endpoint=request.path)
+    verdict = policy.enforce_and_record(values["prompt"], user=request.user, api_key=request.auth,
+                                        endpoint=request.path)
     is_async = values["is_async"] or "respond-async" in request.headers.get("Prefer", "")
     if values["webhook_url"]:
         if not is_async:
@@ -156,7 +157,7 @@ def parse_generate_request(request) -> GenerationParams:
     hold_daily_units(request, values["n"])
     return GenerationParams(
         prompt=values["prompt"], orientation=values["orientation"],
-        allow_nsfw=values["allowNSFW"], enhance=values["enhance"],
+        allow_nsfw=policy.allow_nsfw_for(verdict, values["allowNSFW"]), enhance=values["enhance"],
         is_async=is_async, webhook_url=values["webhook_url"], seed=values["seed"],
         negative_prompt=values["negative_prompt"], model=model, n=values["n"],
     )

@@ -154,12 +154,14 @@ def parse_images_request(request) -> tuple[GenerationParams, bool]:
         orientation = orientation_for_size(values["size"])
     except ValueError:
         raise ApiError(status_code=400, code="INVALID_SIZE", message=FIELD_MESSAGES["size"]) from None
-    policy.enforce_and_record(values["prompt"], user=request.user, api_key=request.auth, endpoint=request.path)
+    verdict = policy.enforce_and_record(values["prompt"], user=request.user, api_key=request.auth,
+                                        endpoint=request.path)
     model = checked_model(model_id_for(values["model"]), api_key=request.auth)
     n = values["n"] or 1
     hold_daily_units(request, n)
     params = GenerationParams(
-        prompt=values["prompt"], orientation=orientation, allow_nsfw=values["allowNSFW"], enhance=values["enhance"],
+        prompt=values["prompt"], orientation=orientation, allow_nsfw=policy.allow_nsfw_for(verdict, values["allowNSFW"]),
+        enhance=values["enhance"],
         seed=values["seed"], negative_prompt=values["negative_prompt"], model=model, n=n,
         end_user=values["user"] or "",
     )

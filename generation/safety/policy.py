@@ -54,16 +54,29 @@ CJK_CHAR = re.compile(f"[{KANA_OR_HAN}]")
 CJK_GAP = re.compile(f"(?<=[{KANA_OR_HAN}])[\\W_]+(?=[{KANA_OR_HAN}])")
 NOT_ALNUM = re.compile(r"[\W_]+")
 SPELT_OUT = re.compile(r"(?<![a-z])(?:[a-z] ){2,}[a-z](?![a-z])")
+# A word cut into short pieces by punctuation ("lo-li", "lo.li", "sh.o.ta"): the pieces are joined.
+# Spaces do not count ("cowboy shot, a ..." must stay two words).
+SPLIT_WORD = re.compile(r"(?<![a-z])[a-z]{1,3}(?:[-._*~'`|/\\+·•]+[a-z]{1,3})+(?![a-z])")
+SPLIT_MARKS = re.compile(r"[-._*~'`|/\\+·•]+")
 REPEATED = re.compile(r"([a-z])\1+")
+# English endings a term may carry ("kids", "underaged", "sexually"); not "-ing" ("kidding").
+SUFFIXES = r"(?:s|es|d|ed|ly|y)?"  # "ly" is "y" once double letters are collapsed
+# Hiragana folded to katakana, so a list needs one spelling (ろり is ロリ, えろ is エロ).
+HIRAGANA_TO_KATAKANA = {code: code + 0x60 for code in range(0x3041, 0x3097)}
 
 NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
                 "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
                 "sixteen": 16, "seventeen": 17}
+# "12 yo", "twelve-year-old", "aged 9", "12歳". Not "age 2" ("Dragon Age 2"), and digits
+# before the number keep "1000歳" a thousand.
 AGE = re.compile(
-    r"(?:\b(?P<n1>\d{1,2}|" + "|".join(NUMBER_WORDS) + r")[\s-]*(?:yo|y/o|yrs?[\s-]*old|years?[\s-]*old|years?[\s-]*of[\s-]*age)\b"
-    r"|\bage[sd]?[\s:]*(?P<n2>\d{1,2})\b"
-    r"|(?P<n3>\d{1,2})\s*(?:歳|才|岁|歲))"
+    r"(?:(?<!\d)\b(?P<n1>\d{1,2}|" + "|".join(NUMBER_WORDS)
+    + r")[\s-]*(?:yo|y/o|y\.o\.?|yrs?[\s-]*old|years?[\s-]*old|years?[\s-]*of[\s-]*age)\b"
+    r"|\baged[\s:]*(?P<n2>\d{1,2})\b"
+    r"|(?<!\d)(?P<n3>\d{1,2})\s*(?:歳|才|岁|歲))"
 )
+# School grades of children: "5th grader", "first-grader".
+GRADER = re.compile(r"\b(?:[1-8](?:st|nd|rd|th)|first|second|third|fourth|fifth|sixth|seventh|eighth)[\s-]*graders?\b")
 
 
 @dataclass(frozen=True)
@@ -90,7 +103,7 @@ def check(text: str) -> Verdict:
     request checks its prompt at the door and again beside the enhancer's output."""
     rules = _rules()
     plain = _plain(text, rules.allowed)
-    minor = _find(plain, rules.minor) or _age_under_18(plain)
+    minor = _find(plain, rules.minor) or _age_under_18(plain) or _grader(plain)
     sexual = _find(plain, rules.sexual)
     return Verdict(minor_term=minor, sexual_term=sexual)
 
@@ -134,6 +147,13 @@ def checked_enhancement(*, prompt: str, enhanced: str) -> str:
     result = drop_crossing_tags(prompt=prompt, enhanced=enhanced)
     enforce(result)
     return result
+
+
+def allow_nsfw_for(verdict: Verdict, allow_nsfw: bool) -> bool:
+    """A prompt that names a minor is generated as allowNSFW: false, whatever the request says:
+    nudity can come from words no list holds ("bath") or from a negative prompt ("clothes"), and
+    the safe path (safe rating, NSFW negative prompt, image check) answers both."""
+    return allow_nsfw and not verdict.minor_term
 
 
 def drop_crossing_tags(*, prompt: str, enhanced: str) -> str:
@@ -181,7 +201,7 @@ def _rules() -> _Rules:
     allowed = tuple(_allowed_pattern(term) for term in sections["allowed"])
     sexual_words = [re.escape(term).replace(r"\ ", r"[\s_-]+") for term in sections["sexual"] if not CJK_CHAR.search(term)]
     sexual_cjk = [re.escape(term) for term in sections["sexual"] if CJK_CHAR.search(term)]
-    raw = re.compile(r"(?i)(?<![^\W\d_])(?:" + "|".join(sexual_words) + r")(?:e?s)?(?![^\W\d_])"
+    raw = re.compile(r"(?i)(?<![^\W\d_])(?:" + "|".join(sexual_words) + r")" + SUFFIXES + r"(?![^\W\d_])"
                      + ("|" + "|".join(sexual_cjk) if sexual_cjk else ""))
     return _Rules(minor=_terms(sections["minor"]), sexual=_terms(sections["sexual"]), allowed=allowed,
                   sexual_in_raw_text=raw)
@@ -215,7 +235,7 @@ def _terms(terms: list[str]) -> _Terms:
         for term in latin:
             written.setdefault(_latin_form(term, leet), term)
         alternatives = "|".join(re.escape(t).replace(r"\ ", " ") for t in normalised if t)
-        patterns.append(re.compile(rf"(?<![a-z])(?:{alternatives})(?:e?s)?(?![a-z])"))
+        patterns.append(re.compile(rf"(?<![a-z])(?:{alternatives}){SUFFIXES}(?![a-z])"))
     return _Terms(latin=tuple(patterns), cjk=tuple((_cjk_form(t), t) for t in cjk), written=written)
 
 
@@ -232,13 +252,15 @@ def _base(text: str) -> str:
 
 
 def _cjk_form(text: str) -> str:
-    return CJK_GAP.sub("", _base(text))
+    return CJK_GAP.sub("", _base(text)).translate(HIRAGANA_TO_KATAKANA)
 
 
 def _latin_form(text: str, leet) -> str:
-    text = _base(text)
+    # Accents off the Latin letters ("nüde" is "nude"); CJK never reaches these lists.
+    text = "".join(ch for ch in unicodedata.normalize("NFKD", _base(text)) if not unicodedata.combining(ch))
     if leet is not None:
         text = text.translate(leet)
+    text = SPLIT_WORD.sub(lambda m: SPLIT_MARKS.sub("", m.group(0)), text)
     text = NOT_ALNUM.sub(" ", text)
     text = SPELT_OUT.sub(lambda m: m.group(0).replace(" ", ""), text)
     return REPEATED.sub(r"\1", text).strip()
@@ -265,11 +287,16 @@ def _find(plain: _Plain, terms: _Terms) -> str:
         match = pattern.search(form)
         if match:
             word = match.group(0)
-            return terms.written.get(word) or terms.written.get(re.sub(r"e?s$", "", word), word)
+            return terms.written.get(word) or terms.written.get(re.sub(SUFFIXES + "$", "", word), word)
     for normalised, written in terms.cjk:
         if normalised in plain.cjk:
             return written
     return ""
+
+
+def _grader(plain: _Plain) -> str:
+    match = GRADER.search(plain.words)
+    return match.group(0) if match else ""
 
 
 def _age_under_18(plain: _Plain) -> str:
