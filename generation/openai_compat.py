@@ -16,6 +16,7 @@ POST /api/generate; only the request's and the answer's shapes are OpenAI's.
 """
 
 import base64
+import logging
 import re
 
 from django.conf import settings
@@ -47,6 +48,8 @@ from .models import Generation
 from .resources import balance_after_all, delivered_and_failed, error_for
 from .safety import policy
 from .throttles import FreeEndpointThrottle
+
+log = logging.getLogger(__name__)
 
 SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 # Boundaries between the three sizes: the geometric means of their aspect ratios, so each WxH
@@ -186,14 +189,26 @@ IMAGE_FILE_SALT = "animeapi.v1.image-file"
 
 def _datum(generation: Generation, *, request, as_base64: bool) -> dict:
     datum = {"revised_prompt": generation.enhanced_prompt}
-    if as_base64:
-        with default_storage.open(generation.image, "rb") as stored:
-            datum["b64_json"] = base64.b64encode(stored.read()).decode()
+    encoded = _stored_as_base64(generation) if as_base64 else None
+    if encoded is not None:
+        datum["b64_json"] = encoded
     else:
         datum["url"] = image_file_url(generation, request=request)
     # Ours, beside OpenAI's: the SDKs keep unknown fields and ignore them.
     datum.update(id=str(generation.id), seed=generation.seed, width=generation.width, height=generation.height)
     return datum
+
+
+def _stored_as_base64(generation: Generation) -> str | None:
+    """The stored image in base64, or None when storage cannot be read just now. The image is
+    charged and delivered by then: answering 500 would make the SDKs retry (twice, with no
+    idempotency key) and charge again, so the caller gets the URL instead."""
+    try:
+        with default_storage.open(generation.image, "rb") as stored:
+            return base64.b64encode(stored.read()).decode()
+    except Exception:  # noqa: BLE001 (S3 or disk: any read failure has the same answer)
+        log.exception("could not read image %s back for b64_json; answering its URL", generation.pk)
+        return None
 
 
 def images_answer(generations: list[Generation], *, request, as_base64: bool) -> tuple[int, dict]:

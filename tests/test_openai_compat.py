@@ -223,3 +223,21 @@ def test_librechat_reads_data_0_b64_json(live_server, funded):
         model="gpt-image-1", prompt="a fox", n=1, background="auto", output_format="png", quality="auto", size="auto")
     assert webp(base64.b64decode(response.data[0].b64_json)).size == (1024, 1024)
     assert ledger.balance(user=user) == Decimal("1") - PRICE
+
+
+@pytest.mark.django_db
+def test_an_unreadable_stored_image_is_answered_by_url_not_a_retryable_500(client, alice, alice_key, monkeypatch):
+    from django.core.files.storage import default_storage
+
+    from billing import ledger
+
+    def unreadable(*args, **kwargs):
+        raise OSError("S3 read timed out")
+
+    monkeypatch.setattr(default_storage, "open", unreadable)
+    response = client.post("/v1/images/generations", data={"prompt": "a fox", "response_format": "b64_json"},
+                           content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {alice_key}")
+    assert response.status_code == 200  # not a 5xx the SDKs would retry, and charge again
+    datum = response.json()["data"][0]
+    assert "b64_json" not in datum and datum["url"].startswith("http://testserver/")
+    assert ledger.balance(user=alice) == Decimal("1") - Decimal("0.009")
