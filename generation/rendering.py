@@ -79,7 +79,9 @@ def render_batch(generations: list[Generation], *, deadline_at: float,
         try:
             outcome["enhanced_prompt"], outcome["negative_prompt"] = _backend_prompts(generation)
         except Exception as exc:
-            outcomes[index] = _failed(generation, outcome, exc)
+            # The n images of a request share its prompt: one content-policy refusal is recorded.
+            first_refusal = not any(o and o.get("error_code") == policy.REFUSAL_CODE for o in outcomes)
+            outcomes[index] = _failed(generation, outcome, exc, record_refusal=first_refusal)
             continue
         prepared.append((index, generation, outcome, ImageRequest(
             prompt=outcome["enhanced_prompt"], negative_prompt=outcome["negative_prompt"],
@@ -119,8 +121,8 @@ def render_batch(generations: list[Generation], *, deadline_at: float,
     return outcomes
 
 
-def _failed(generation: Generation, outcome: dict, exc: Exception) -> dict:
-    code, detail = _failure(exc, generation)
+def _failed(generation: Generation, outcome: dict, exc: Exception, *, record_refusal: bool = True) -> dict:
+    code, detail = _failure(exc, generation, record_refusal=record_refusal)
     if isinstance(exc, NsfwContentBlocked):
         outcome["backend_cost_usd"] = exc.backend_cost_usd
     fail_generation(generation_id=generation.pk, code=code, detail=detail, **outcome)
@@ -204,15 +206,16 @@ def _generation_xmp(generation: Generation, outcome: dict, image) -> bytes:
     })
 
 
-def _failure(exc: Exception, generation: Generation) -> tuple[str, str]:
+def _failure(exc: Exception, generation: Generation, *, record_refusal: bool = True) -> tuple[str, str]:
     """The API's error code and the admin-only detail for an exception of the pipeline."""
     if isinstance(exc, SoftTimeLimitExceeded):
         return "GENERATION_FAILED", "timed out: the task's time limit interrupted the backend"
     if isinstance(exc, NsfwContentBlocked):
         return "NSFW_CONTENT_BLOCKED", "flagged twice"
     if isinstance(exc, policy.ContentPolicyViolation):
-        policy.record_refusal(generation.prompt, verdict=exc.verdict, user=generation.user,
-                              api_key=generation.api_key, endpoint="worker")
+        if record_refusal:
+            policy.record_refusal(generation.prompt, verdict=exc.verdict, user=generation.user,
+                                  api_key=generation.api_key, endpoint="worker")
         return exc.code, f"the enhanced prompt broke the content policy ({exc.verdict.minor_term} + {exc.verdict.sexual_term})"
     if isinstance(exc, BackendError):
         return "GENERATION_FAILED", exc.detail + (f" [{exc.provider_code}]" if exc.provider_code else "")

@@ -234,3 +234,15 @@ def test_a_prompt_naming_a_minor_is_generated_safe_whatever_allow_nsfw_says(clie
     assert sent.allow_nsfw is False
     assert "nsfw" in sent.negative_prompt and "nude" in sent.negative_prompt
     assert Generation.objects.get().allow_nsfw is False
+
+
+@pytest.mark.django_db
+def test_a_batch_whose_enhanced_prompt_breaks_the_policy_is_recorded_once(client, alice, alice_key, backend,
+                                                                          monkeypatch):
+    monkeypatch.setattr(enhance_module, "enhance_prompt", lambda prompt, **kwargs: enhance_module.EnhancedPrompt(
+        "loli, nude", "lowres"))
+    response = generate(client, alice_key, {"prompt": "a cute picture", "n": 3})
+    assert response.status_code == 400
+    assert Generation.objects.filter(error_code="CONTENT_POLICY_VIOLATION").count() == 3
+    assert ContentPolicyRefusal.objects.count() == 1
+    assert ledger.balance(user=alice) == Decimal("1")
