@@ -109,6 +109,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.middleware.RequestIdMiddleware",
+    "generation.middleware.OpenAIErrorEnvelopeMiddleware",
     "config.middleware.JsonErrorsForApiMiddleware",
     "config.middleware.ContentSecurityPolicyMiddleware",
     "config.middleware.CacheUnavailableMiddleware",

@@ -241,3 +241,14 @@ def test_an_unreadable_stored_image_is_answered_by_url_not_a_retryable_500(clien
     datum = response.json()["data"][0]
     assert "b64_json" not in datum and datum["url"].startswith("http://testserver/")
     assert ledger.balance(user=alice) == Decimal("1") - Decimal("0.009")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("debug", [True, False])
+def test_django_level_errors_under_v1_are_in_openais_envelope(client, alice_key, settings, debug):
+    settings.DEBUG = debug
+    response = client.get("/v1/no-such-thing", HTTP_AUTHORIZATION=f"Bearer {alice_key}")
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "NOT_FOUND" and error["type"] == "invalid_request_error" and error["message"]
+    assert response["x-should-retry"] == "false"
