@@ -20,6 +20,7 @@ by the same rules as English.
 
 import bisect
 import gzip
+import functools
 import re
 import sys
 import threading
@@ -44,6 +45,9 @@ IRREGULAR_PLURAL_OF = {"child": "children", "man": "men", "woman": "women", "per
 MAX_SPAN = 6  # words in one table entry or name
 MAX_NAME_SPAN = 4
 MAX_CANDIDATE_CHARS = 4  # an everyday word read as a name is short (胡桃, 刻晴)
+# Word runs whose meaning was looked up: a long prompt asks about the same few hundred again and
+# again (every start of a run, every name check). Bounded: a few MB at most.
+PROBE_CACHE_SIZE = 1 << 14
 
 KANA = re.compile(r"[\u3040-\u30ff]")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -186,6 +190,9 @@ class Reader:
         self.series_words = {tag: strip_qualifier(series).replace("_", " ")
                              for tag, series in vocabulary.character_series.items()}
         self.series_phrases = frozenset(self.series_words.values())
+        self.meaning = functools.lru_cache(maxsize=PROBE_CACHE_SIZE)(self._meaning)
+        self.grows = functools.lru_cache(maxsize=PROBE_CACHE_SIZE)(self._grows)
+        self.kanji_readings = functools.lru_cache(maxsize=PROBE_CACHE_SIZE)(self._kanji_readings)
 
     @staticmethod
     def _index_names(vocabulary: Vocabulary) -> dict[str, str]:
@@ -223,7 +230,7 @@ class Reader:
                               tag in ("uj", "ul", "u", "p", "c")))
         return found
 
-    def meaning(self, text: str, language: str) -> str | None:
+    def _meaning(self, text: str, language: str) -> str | None:
         """The English of a word or run of words: hand table, counts, then the dictionary."""
         found = self.hand_of[language].get(text)
         if found is None:
@@ -239,6 +246,14 @@ class Reader:
             return self.tables[language].get(text)
         return None
 
+    def _grows(self, text: str, language: str) -> bool:
+        """Whether a longer run of words starting with text may still be in a table (or a count)."""
+        return _starts_some(self.key_order[language], text) or NUMERAL_PREFIX.match(text) is not None
+
+    def _kanji_readings(self, text: str) -> tuple[str, ...]:
+        """The katakana of each word of a hanzi text, as Japanese would read it."""
+        return tuple(node.feature.kana or "" for node in self.tagger(text))
+
     def romanisations(self, words: list[Word], language: str, *, pinyin_too: bool = False) -> list[str]:
         text = "".join(w.surface for w in words)
         if not all(KANA.match(c) or HAN.match(c) for c in text):
@@ -246,7 +261,7 @@ class Reader:
         found = []
         if language == "ja" or not KANA.search(text):
             readings = [w.reading for w in words] if language == "ja" else \
-                [node.feature.kana or "" for node in self.tagger(text)]
+                self.kanji_readings(text)
             if all(readings):
                 found.append(romaji("".join(readings)))
         if (language == "zh" or pinyin_too) and all(c in self.pinyin for c in text):
@@ -281,7 +296,6 @@ class Reader:
 
     def table_at(self, words: list[Word], start: int, language: str) -> tuple[int, str] | None:
         """The longest run of words from start that a table knows, as (end, meaning)."""
-        keys = self.key_order[language]
         best = None
         text = ""
         for end in range(start + 1, min(len(words), start + MAX_SPAN) + 1):
@@ -291,7 +305,7 @@ class Reader:
                 found = self.meaning(words[start].lemma, language)  # 座っ -> 座る, 青く -> 青い
             if found is not None:
                 best = end, found
-            if not _starts_some(keys, text) and not NUMERAL_PREFIX.match(text):
+            if not self.grows(text, language):
                 break
         return best
 
@@ -343,9 +357,15 @@ def gloss(text: str, vocabulary: Vocabulary) -> str:
     text = text.translate(KANJI_VARIANTS) if language == "ja" else text
     pieces: list[Piece] = []
     position = 0
+    # A run written twice (Chinese clauses between commas repeat: "风，花瓣，风") is glossed once;
+    # its pieces are copied, since the name rules below rewrite them in place.
+    glossed: dict[str, list[Piece]] = {}
     for run in CJK_RUN.finditer(text):
         pieces.append(Piece(text[position:run.start()]))
-        pieces.extend(_gloss_run(run.group(), language, reader))
+        words = run.group()
+        if words not in glossed:
+            glossed[words] = _gloss_run(words, language, reader)
+        pieces.extend(Piece(p.text, p.verbal, p.name, p.soft, p.candidate) for p in glossed[words])
         position = run.end()
     pieces.append(Piece(text[position:]))
     english = " ".join(p.text for p in pieces)
