@@ -159,6 +159,22 @@ def _unidic_fields(node) -> tuple[str, str, str | None, str | None]:
             fields[17] if len(fields) > 17 else None)
 
 
+@functools.lru_cache(maxsize=PROBE_CACHE_SIZE)
+def _japanese_word(surface: str, raw: str) -> Word | None:
+    """The Word of a UniDic node from its surface and raw CSV (the same pair always gives the same
+    word, and a prompt repeats its particles and nouns), or None when a field this reads is quoted:
+    then fugashi's parse of the fields is needed. A quoted field after the kana (the accent's
+    "名詞%F1,..." of a particle) does not move the fields read here."""
+    fields = raw.split(",", 18)
+    if '"' in raw and any('"' in field for field in fields[:18]):
+        return None
+    pos1 = fields[0]
+    lemma = fields[7] if len(fields) > 7 else None
+    kana = fields[17] if len(fields) > 17 else None
+    return Word(surface, lemma or surface, kana or "", pos1 in VERBAL_POS,
+                (fields[1] if len(fields) > 1 else "") == "固有名詞", pos1 in NAME_BREAK_POS)
+
+
 def _starts_some(keys: list[str], text: str) -> bool:
     """Whether some key in the sorted list starts with text (or is text)."""
     at = bisect.bisect_left(keys, text)
@@ -215,9 +231,12 @@ class Reader:
         if language == "ja":
             found = []
             for node in self.tagger(text):
-                pos1, pos2, lemma, kana = _unidic_fields(node)
-                found.append(Word(node.surface, lemma or node.surface, kana or "", pos1 in VERBAL_POS,
-                                  pos2 == "固有名詞", pos1 in NAME_BREAK_POS))
+                word = _japanese_word(node.surface, node.feature_raw)
+                if word is None:
+                    pos1, pos2, lemma, kana = _unidic_fields(node)
+                    word = Word(node.surface, lemma or node.surface, kana or "", pos1 in VERBAL_POS,
+                                pos2 == "固有名詞", pos1 in NAME_BREAK_POS)
+                found.append(word)
             return found
         found = []
         for surface, tag in rjieba.tag(text, False):
