@@ -65,6 +65,7 @@ NEGATION_PREFIXES = frozenset("没沒不无無别別")
 KANJI_VARIANTS = str.maketrans({"禰": "祢", "髙": "高", "﨑": "崎", "德": "徳", "邊": "辺", "邉": "辺",
                                 "櫻": "桜", "澤": "沢", "齋": "斎", "齊": "斉", "濱": "浜", "瀨": "瀬", "廣": "広"})
 MODIFIER_MARKS = frozenset("的 之".split())
+JAPANESE_CLAUSE_MARKS = frozenset("、 。".split())
 COLOUR_WORDS = frozenset("red orange yellow green blue purple pink white black grey gray brown silver golden gold blonde".split())
 PERSON_WORDS = frozenset("girl girls boy boys woman women man men person people child children".split())
 # UniDic parts of speech that a negation skips back over to reach its noun (帽子をかぶっていない).
@@ -419,6 +420,26 @@ def _name_text(tag: str) -> str:
 
 def _gloss_run(run: str, language: str, reader: Reader) -> list[Piece]:
     words = reader.words(run, language)
+    if language != "ja":
+        return _gloss_words(words, language, reader)
+    # A Japanese run goes on across 、 and 。: segmented whole, then glossed a clause at a time, and a
+    # clause written twice is glossed once. Nothing reads across the clause's comma (no table entry
+    # has 、 or 。 in it, negation, plurals and counts stop at the comma, a name has no comma in it),
+    # so this is the gloss of the whole run.
+    pieces: list[Piece] = []
+    glossed: dict[tuple[Word, ...], list[Piece]] = {}
+    start = 0
+    for end, word in enumerate(words, 1):
+        if word.surface in JAPANESE_CLAUSE_MARKS or end == len(words):
+            clause = tuple(words[start:end])
+            if clause not in glossed:
+                glossed[clause] = _gloss_words(list(clause), language, reader)
+            pieces.extend(Piece(p.text, p.verbal, p.name, p.soft, p.candidate) for p in glossed[clause])
+            start = end
+    return pieces
+
+
+def _gloss_words(words: list[Word], language: str, reader: Reader) -> list[Piece]:
     pieces: list[Piece] = []
     index = 0
     while index < len(words):
