@@ -86,6 +86,7 @@ _KANA_ROMAJI = {
 }
 
 
+@functools.lru_cache(maxsize=PROBE_CACHE_SIZE)
 def romaji(kana: str) -> str:
     """Katakana or hiragana -> Hepburn: キリサメ -> kirisame, ジョウ -> jou, マッチ -> matchi."""
     kana = "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in kana)
@@ -115,6 +116,7 @@ def romaji(kana: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=PROBE_CACHE_SIZE)
 def name_key(romanised: str) -> str:
     """One spelling for the variants of a romanised name: Gojou / Gojō / Gojoh / Gojo -> gojo,
     Tsu/Tu, Shi/Si, Chi/Ti, Fu/Hu, Ji/Zi; letters only."""
