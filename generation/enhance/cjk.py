@@ -20,6 +20,7 @@ by the same rules as English.
 
 import bisect
 import gzip
+import functools
 import re
 import sys
 import threading
@@ -44,6 +45,9 @@ IRREGULAR_PLURAL_OF = {"child": "children", "man": "men", "woman": "women", "per
 MAX_SPAN = 6  # words in one table entry or name
 MAX_NAME_SPAN = 4
 MAX_CANDIDATE_CHARS = 4  # an everyday word read as a name is short (胡桃, 刻晴)
+# Word runs whose meaning was looked up: a long prompt asks about the same few hundred again and
+# again (every start of a run, every name check). Bounded: a few MB at most.
+PROBE_CACHE_SIZE = 1 << 14
 
 KANA = re.compile(r"[\u3040-\u30ff]")
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -61,6 +65,7 @@ NEGATION_PREFIXES = frozenset("没沒不无無别別")
 KANJI_VARIANTS = str.maketrans({"禰": "祢", "髙": "高", "﨑": "崎", "德": "徳", "邊": "辺", "邉": "辺",
                                 "櫻": "桜", "澤": "沢", "齋": "斎", "齊": "斉", "濱": "浜", "瀨": "瀬", "廣": "広"})
 MODIFIER_MARKS = frozenset("的 之".split())
+JAPANESE_CLAUSE_MARKS = frozenset("、 。".split())
 COLOUR_WORDS = frozenset("red orange yellow green blue purple pink white black grey gray brown silver golden gold blonde".split())
 PERSON_WORDS = frozenset("girl girls boy boys woman women man men person people child children".split())
 # UniDic parts of speech that a negation skips back over to reach its noun (帽子をかぶっていない).
@@ -81,6 +86,7 @@ _KANA_ROMAJI = {
 }
 
 
+@functools.lru_cache(maxsize=PROBE_CACHE_SIZE)
 def romaji(kana: str) -> str:
     """Katakana or hiragana -> Hepburn: キリサメ -> kirisame, ジョウ -> jou, マッチ -> matchi."""
     kana = "".join(chr(ord(c) + 0x60) if "\u3041" <= c <= "\u3096" else c for c in kana)
@@ -110,6 +116,7 @@ def romaji(kana: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=PROBE_CACHE_SIZE)
 def name_key(romanised: str) -> str:
     """One spelling for the variants of a romanised name: Gojou / Gojō / Gojoh / Gojo -> gojo,
     Tsu/Tu, Shi/Si, Chi/Ti, Fu/Hu, Ji/Zi; letters only."""
@@ -155,6 +162,22 @@ def _unidic_fields(node) -> tuple[str, str, str | None, str | None]:
             fields[17] if len(fields) > 17 else None)
 
 
+@functools.lru_cache(maxsize=PROBE_CACHE_SIZE)
+def _japanese_word(surface: str, raw: str) -> Word | None:
+    """The Word of a UniDic node from its surface and raw CSV (the same pair always gives the same
+    word, and a prompt repeats its particles and nouns), or None when a field this reads is quoted:
+    then fugashi's parse of the fields is needed. A quoted field after the kana (the accent's
+    "名詞%F1,..." of a particle) does not move the fields read here."""
+    fields = raw.split(",", 18)
+    if '"' in raw and any('"' in field for field in fields[:18]):
+        return None
+    pos1 = fields[0]
+    lemma = fields[7] if len(fields) > 7 else None
+    kana = fields[17] if len(fields) > 17 else None
+    return Word(surface, lemma or surface, kana or "", pos1 in VERBAL_POS,
+                (fields[1] if len(fields) > 1 else "") == "固有名詞", pos1 in NAME_BREAK_POS)
+
+
 def _starts_some(keys: list[str], text: str) -> bool:
     """Whether some key in the sorted list starts with text (or is text)."""
     at = bisect.bisect_left(keys, text)
@@ -186,6 +209,9 @@ class Reader:
         self.series_words = {tag: strip_qualifier(series).replace("_", " ")
                              for tag, series in vocabulary.character_series.items()}
         self.series_phrases = frozenset(self.series_words.values())
+        self.meaning = functools.lru_cache(maxsize=PROBE_CACHE_SIZE)(self._meaning)
+        self.grows = functools.lru_cache(maxsize=PROBE_CACHE_SIZE)(self._grows)
+        self.kanji_readings = functools.lru_cache(maxsize=PROBE_CACHE_SIZE)(self._kanji_readings)
 
     @staticmethod
     def _index_names(vocabulary: Vocabulary) -> dict[str, str]:
@@ -208,9 +234,12 @@ class Reader:
         if language == "ja":
             found = []
             for node in self.tagger(text):
-                pos1, pos2, lemma, kana = _unidic_fields(node)
-                found.append(Word(node.surface, lemma or node.surface, kana or "", pos1 in VERBAL_POS,
-                                  pos2 == "固有名詞", pos1 in NAME_BREAK_POS))
+                word = _japanese_word(node.surface, node.feature_raw)
+                if word is None:
+                    pos1, pos2, lemma, kana = _unidic_fields(node)
+                    word = Word(node.surface, lemma or node.surface, kana or "", pos1 in VERBAL_POS,
+                                pos2 == "固有名詞", pos1 in NAME_BREAK_POS)
+                found.append(word)
             return found
         found = []
         for surface, tag in rjieba.tag(text, False):
@@ -223,7 +252,7 @@ class Reader:
                               tag in ("uj", "ul", "u", "p", "c")))
         return found
 
-    def meaning(self, text: str, language: str) -> str | None:
+    def _meaning(self, text: str, language: str) -> str | None:
         """The English of a word or run of words: hand table, counts, then the dictionary."""
         found = self.hand_of[language].get(text)
         if found is None:
@@ -239,6 +268,14 @@ class Reader:
             return self.tables[language].get(text)
         return None
 
+    def _grows(self, text: str, language: str) -> bool:
+        """Whether a longer run of words starting with text may still be in a table (or a count)."""
+        return _starts_some(self.key_order[language], text) or NUMERAL_PREFIX.match(text) is not None
+
+    def _kanji_readings(self, text: str) -> tuple[str, ...]:
+        """The katakana of each word of a hanzi text, as Japanese would read it."""
+        return tuple(node.feature.kana or "" for node in self.tagger(text))
+
     def romanisations(self, words: list[Word], language: str, *, pinyin_too: bool = False) -> list[str]:
         text = "".join(w.surface for w in words)
         if not all(KANA.match(c) or HAN.match(c) for c in text):
@@ -246,7 +283,7 @@ class Reader:
         found = []
         if language == "ja" or not KANA.search(text):
             readings = [w.reading for w in words] if language == "ja" else \
-                [node.feature.kana or "" for node in self.tagger(text)]
+                self.kanji_readings(text)
             if all(readings):
                 found.append(romaji("".join(readings)))
         if (language == "zh" or pinyin_too) and all(c in self.pinyin for c in text):
@@ -281,7 +318,6 @@ class Reader:
 
     def table_at(self, words: list[Word], start: int, language: str) -> tuple[int, str] | None:
         """The longest run of words from start that a table knows, as (end, meaning)."""
-        keys = self.key_order[language]
         best = None
         text = ""
         for end in range(start + 1, min(len(words), start + MAX_SPAN) + 1):
@@ -291,7 +327,7 @@ class Reader:
                 found = self.meaning(words[start].lemma, language)  # 座っ -> 座る, 青く -> 青い
             if found is not None:
                 best = end, found
-            if not _starts_some(keys, text) and not NUMERAL_PREFIX.match(text):
+            if not self.grows(text, language):
                 break
         return best
 
@@ -343,9 +379,15 @@ def gloss(text: str, vocabulary: Vocabulary) -> str:
     text = text.translate(KANJI_VARIANTS) if language == "ja" else text
     pieces: list[Piece] = []
     position = 0
+    # A run written twice (Chinese clauses between commas repeat: "风，花瓣，风") is glossed once;
+    # its pieces are copied, since the name rules below rewrite them in place.
+    glossed: dict[str, list[Piece]] = {}
     for run in CJK_RUN.finditer(text):
         pieces.append(Piece(text[position:run.start()]))
-        pieces.extend(_gloss_run(run.group(), language, reader))
+        words = run.group()
+        if words not in glossed:
+            glossed[words] = _gloss_run(words, language, reader)
+        pieces.extend(Piece(p.text, p.verbal, p.name, p.soft, p.candidate) for p in glossed[words])
         position = run.end()
     pieces.append(Piece(text[position:]))
     english = " ".join(p.text for p in pieces)
@@ -380,6 +422,26 @@ def _name_text(tag: str) -> str:
 
 def _gloss_run(run: str, language: str, reader: Reader) -> list[Piece]:
     words = reader.words(run, language)
+    if language != "ja":
+        return _gloss_words(words, language, reader)
+    # A Japanese run goes on across 、 and 。: segmented whole, then glossed a clause at a time, and a
+    # clause written twice is glossed once. Nothing reads across the clause's comma (no table entry
+    # has 、 or 。 in it, negation, plurals and counts stop at the comma, a name has no comma in it),
+    # so this is the gloss of the whole run.
+    pieces: list[Piece] = []
+    glossed: dict[tuple[Word, ...], list[Piece]] = {}
+    start = 0
+    for end, word in enumerate(words, 1):
+        if word.surface in JAPANESE_CLAUSE_MARKS or end == len(words):
+            clause = tuple(words[start:end])
+            if clause not in glossed:
+                glossed[clause] = _gloss_words(list(clause), language, reader)
+            pieces.extend(Piece(p.text, p.verbal, p.name, p.soft, p.candidate) for p in glossed[clause])
+            start = end
+    return pieces
+
+
+def _gloss_words(words: list[Word], language: str, reader: Reader) -> list[Piece]:
     pieces: list[Piece] = []
     index = 0
     while index < len(words):

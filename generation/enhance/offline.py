@@ -106,24 +106,28 @@ def analyse(prompt: str, vocabulary: Vocabulary) -> Analysis:
     general: list[str] = []
     explicit_counts: list[str] = []
     entries: list[str | list[Token]] = []  # a tag written as a tag, or a segment of words
+    # A segment written twice ("wind, petals, wind") is the same words read the same way: it is
+    # tokenized and read once, and what it found is added again where it comes again.
+    segments: dict[str, str | list[Token]] = {}
     for raw in SEGMENT_BREAK.split(text):
         raw = raw.strip()
         if raw:
-            tag = tag_style(raw, vocabulary)
-            entries.append(tag if tag is not None else tokenize(raw))
+            if raw not in segments:
+                tag = tag_style(raw, vocabulary)
+                segments[raw] = tag if tag is not None else tokenize(raw)
+            entries.append(segments[raw])
 
-    series_context = find_series_context([e for e in entries if isinstance(e, list)], vocabulary)
+    series_context = find_series_context([e for e in segments.values() if isinstance(e, list)], vocabulary)
     people = People()
+    readings: dict[int, SegmentReading] = {}
     for entry in entries:
         if isinstance(entry, str):
             add_written_tag(entry, analysis, general, explicit_counts, vocabulary)
             continue
-        mark_negations(entry)
-        matches = match_segment(entry, vocabulary, series_context, analysis)
-        apply_rules(entry, matches, vocabulary)
-        for match in matches:
-            (analysis.negated if match.negated else general).extend(match.tags + match.derived)
-        find_subjects(entry, people)
+        reading = readings.get(id(entry))
+        if reading is None:
+            reading = readings[id(entry)] = read_segment(entry, vocabulary, series_context)
+        reading.add_to(analysis, general, people)
 
     for character in analysis.characters:
         series = vocabulary.character(character).series
@@ -145,6 +149,35 @@ def analyse(prompt: str, vocabulary: Vocabulary) -> Analysis:
     analysis.series = unique(analysis.series)
     analysis.negated = unique(analysis.negated)
     return analysis
+
+
+@dataclass
+class SegmentReading:
+    """What one segment of words adds to the analysis: names, tags, negated tags and people."""
+    found: Analysis  # its characters, series and negated tags (names first, then matches)
+    general: list[str]
+    people: People
+
+    def add_to(self, analysis: Analysis, general: list[str], people: People):
+        analysis.characters.extend(self.found.characters)
+        analysis.series.extend(self.found.series)
+        analysis.negated.extend(self.found.negated)
+        general.extend(self.general)
+        people.mentions.extend(self.people.mentions)
+        people.collectives.extend(self.people.collectives)
+        if not people.pronoun_gender:
+            people.pronoun_gender = self.people.pronoun_gender
+
+
+def read_segment(tokens: list[Token], vocabulary: Vocabulary, series_context: set[str]) -> SegmentReading:
+    reading = SegmentReading(Analysis(), [], People())
+    mark_negations(tokens)
+    matches = match_segment(tokens, vocabulary, series_context, reading.found)
+    apply_rules(tokens, matches, vocabulary)
+    for match in matches:
+        (reading.found.negated if match.negated else reading.general).extend(match.tags + match.derived)
+    find_subjects(tokens, reading.people)
+    return reading
 
 
 def add_written_tag(tag: str, analysis: Analysis, general: list[str], explicit_counts: list[str],
@@ -394,22 +427,47 @@ def modifies_following(token: Token, following: list[Token], vocabulary: Vocabul
     return False
 
 
+class SegmentLookups:
+    """`reach` and `lookup` over one segment's words, each span computed once: the overlap check
+    asks about the spans the main loop tries next. Only the words' text, stem, capital and place
+    decide a lookup, and matching changes none of them."""
+
+    def __init__(self, items: list[Token], vocabulary: Vocabulary, series_context: set[str]):
+        self.items, self.vocabulary, self.series_context = items, vocabulary, series_context
+        self.reaches: dict[int, int] = {}
+        self.found: dict[tuple[int, int], tuple[str, list[str]] | None] = {}
+
+    def reach(self, start: int) -> int:
+        found = self.reaches.get(start)
+        if found is None:
+            found = self.reaches[start] = reach(self.items, start, self.vocabulary)
+        return found
+
+    def lookup(self, start: int, length: int) -> tuple[str, list[str]] | None:
+        key = (start, length)
+        if key in self.found:
+            return self.found[key]
+        items = self.items
+        found = self.found[key] = lookup(items[start:start + length], self.vocabulary, self.series_context,
+                                         items[start - 1] if start else None, items[start + length:])
+        return found
+
+
 def match_segment(tokens: list[Token], vocabulary: Vocabulary, series_context: set[str],
                   analysis: Analysis) -> list[Match]:
     items = content(tokens)
+    lookups = SegmentLookups(items, vocabulary, series_context)
     matches: list[Match] = []
     start = 0
     while start < len(items):
         found = None
-        previous = items[start - 1] if start else None
-        length = reach(items, start, vocabulary)
+        length = lookups.reach(start)
         while length > 0:
-            found = lookup(items[start:start + length], vocabulary, series_context, previous,
-                           items[start + length:])
+            found = lookups.lookup(start, length)
             if found is None:
                 length -= 1
                 continue
-            overlap = overlapping_match(items, start, length, vocabulary, series_context)
+            overlap = overlapping_match(lookups, start, length)
             if overlap is None:
                 break
             # "holding paper lantern": paper_lantern, not holding_paper; English phrases end in
@@ -439,15 +497,13 @@ def match_segment(tokens: list[Token], vocabulary: Vocabulary, series_context: s
     return matches
 
 
-def overlapping_match(items: list[Token], start: int, length: int, vocabulary: Vocabulary,
-                      series_context: set[str]) -> int | None:
+def overlapping_match(lookups: SegmentLookups, start: int, length: int) -> int | None:
     """Where a match inside start..start+length begins that reaches further and is at least as long,
     or None."""
     end = start + length
     for inner in range(start + 1, end):
-        for inner_length in range(reach(items, inner, vocabulary), end - inner, -1):
-            if inner_length >= length and lookup(items[inner:inner + inner_length], vocabulary, series_context,
-                                                 items[inner - 1], items[inner + inner_length:]):
+        for inner_length in range(lookups.reach(inner), end - inner, -1):
+            if inner_length >= length and lookups.lookup(inner, inner_length):
                 return inner
     return None
 
