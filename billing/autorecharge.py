@@ -162,8 +162,25 @@ def record_failure(*, recharge_id: int, payment_intent_id: str, code: str, messa
         )
         arm(user_id=recharge.user_id)
         transaction.on_commit(
-            lambda: send_auto_recharge_stopped.delay(user_id=recharge.user_id, recharge_id=recharge.pk)
+            lambda: send_auto_recharge_stopped.delay(user_id=recharge.user_id, recharge_id=recharge.pk), robust=True
         )
+    return True
+
+
+def stop_for_dispute(*, user_id: int, dispute_id: str) -> bool:
+    """The card holder disputes a payment to us: charging their card again unasked would be wrong.
+    Turns auto-recharge off and mails the user, once: True for the caller that did it (a dispute's
+    created and funds_withdrawn events both come here, as may a redelivery)."""
+    with transaction.atomic():
+        stopped = AutoRecharge.objects.filter(user_id=user_id, enabled=True).update(
+            enabled=False,
+            stopped_reason=(f"Auto-recharge is now off: a payment to us is disputed ({dispute_id})."
+                            f" Turn it back on once the dispute is settled.")[:255],
+        )
+        if not stopped:
+            return False
+        arm(user_id=user_id)
+        transaction.on_commit(lambda: send_auto_recharge_stopped.delay(user_id=user_id), robust=True)
     return True
 
 
@@ -208,10 +225,19 @@ def charge_auto_recharge(self, *, recharge_id: int) -> str:
 
 
 @shared_task(name="billing.autorecharge.send_stopped", autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
-def send_auto_recharge_stopped(*, user_id: int, recharge_id: int) -> None:
+def send_auto_recharge_stopped(*, user_id: int, recharge_id: int | None = None) -> None:
+    """The one e-mail about auto-recharge we switched off: a failed attempt (recharge_id), or else
+    the stopped reason on the user's settings (a dispute)."""
     user = get_user_model().objects.get(pk=user_id)
-    recharge = Recharge.objects.get(pk=recharge_id)
     base = settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
+    if recharge_id is None:
+        body = (
+            f"{banner_for(user)}\n\nNothing more will be charged to your saved card until you turn auto-recharge "
+            f"back on: {base}/billing/#auto-recharge\n"
+        )
+        send_mail("Your AnimeAPI auto-recharge is off", body, None, [user.email])
+        return
+    recharge = Recharge.objects.get(pk=recharge_id)
     body = (
         f"We tried to add ${recharge.amount:.2f} to your AnimeAPI balance with your saved card, and the "
         f"payment did not go through ({recharge.failure_message or recharge.failure_code}).\n\n"

@@ -227,6 +227,8 @@ def book_dispute_opened(*, dispute: dict) -> Result:
     if user is None:
         return Result(Outcome.IGNORED, f"dispute {dispute['id']} is not on a top-up")
     _flag_account(user=user, dispute=dispute)
+    # Even an inquiry: the card holder is questioning a payment, so the card is not charged again unasked.
+    autorecharge.stop_for_dispute(user_id=user.pk, dispute_id=dispute["id"])
     if _is_inquiry(dispute):
         return Result(Outcome.RECORDED, f"inquiry {dispute['id']}: account flagged, no funds withdrawn")
     try:

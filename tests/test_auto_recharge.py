@@ -28,7 +28,7 @@ from django.test import Client
 from accounts.apikeys import create_api_key
 from billing import autorecharge, cards, ledger, webhooks
 from billing import stripe as billing_stripe
-from billing.models import AutoRecharge, LedgerEntry, Recharge, StripeCustomer, StripeEvent, Wallet
+from billing.models import AutoRecharge, LedgerEntry, Recharge, StripeCustomer, StripeEvent, TopUp, Wallet
 from tests.conftest import generate, make_user
 from tests.test_stripe_standin import WEBHOOK_SECRET, WEBHOOK_URL, sign, stripe_event
 
@@ -352,3 +352,46 @@ def test_a_retried_task_after_a_crash_between_stripes_answer_and_our_commit_char
     assert (recharge.status, recharge.payment_intent_id) == (Recharge.Status.SUCCEEDED, intent["id"])
     assert ledger.balance(user=alice_with_card) == Decimal("5.99")
     assert autorecharge.idempotency_key_of(recharge) == f"auto-recharge:{recharge.pk}"
+
+
+def deliver_signed(live_server, event_type: str, obj: dict) -> None:
+    body = json.dumps(stripe_event(event_type, obj))
+    response = httpx.post(live_server.url + WEBHOOK_URL, content=body,
+                          headers={"Content-Type": "application/json", "Stripe-Signature": sign(body)})
+    assert response.status_code == 200, response.text
+
+
+def test_refunds_disputes_and_corrections_never_recharge_and_a_dispute_turns_it_off_once(
+    localstripe, alice_with_card, live_server
+):
+    client = enable_auto_recharge(alice_with_card, threshold="1", amount="5")
+    TopUp.objects.create(user=alice_with_card, checkout_session_id="cs_paid", payment_intent_id="pi_topup",
+                         amount=Decimal("5"), status=TopUp.Status.PAID)
+    mail.outbox.clear()
+
+    refund = {"id": "re_topup", "object": "refund", "amount": 50, "status": "succeeded", "charge": "ch_topup"}
+    deliver_signed(live_server, "charge.refunded", {
+        "id": "ch_topup", "object": "charge", "amount": 500, "currency": "usd", "payment_intent": "pi_topup",
+        "refunds": {"object": "list", "url": "/v1/charges/ch_topup/refunds", "has_more": False, "data": [refund]},
+    })  # 1.02 -> 0.52: below $1, but the card holder asked for money back
+    ledger.adjust(user=alice_with_card, amount="-0.02", reference="correction", memo="an admin's correction")
+    assert ledger.balance(user=alice_with_card) == Decimal("0.50")
+    assert Wallet.objects.get(user=alice_with_card).auto_recharge_below == Decimal("1")  # still armed
+
+    dispute = {"id": "dp_topup", "object": "dispute", "amount": 100, "currency": "usd", "charge": "ch_topup",
+               "payment_intent": "pi_topup", "reason": "fraudulent", "status": "needs_response"}
+    deliver_signed(live_server, "charge.dispute.created", dispute)
+    deliver_signed(live_server, "charge.dispute.funds_withdrawn", dispute)
+
+    assert ledger.balance(user=alice_with_card) == Decimal("-0.50")
+    assert not Recharge.objects.filter(user=alice_with_card).exists()
+    rule = AutoRecharge.objects.get(user=alice_with_card)
+    assert not rule.enabled and "disputed (dp_topup)" in rule.stopped_reason
+    assert Wallet.objects.get(user=alice_with_card).auto_recharge_below is None
+    # (The low-balance alerts mail on their own: only ours is counted here.)
+    [message] = [m for m in mail.outbox if "auto-recharge" in m.subject]
+    assert message.to == [alice_with_card.email] and message.subject == "Your AnimeAPI auto-recharge is off"
+    assert "dp_topup" in message.body and "/billing/#auto-recharge" in message.body
+    assert "a payment to us is disputed" in client.get("/billing/").content.decode()
+    time.sleep(1.5)  # localstripe would have sent any payment's event by now
+    assert localstripe.payment_intents() == []
