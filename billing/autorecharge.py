@@ -48,36 +48,48 @@ def settings_of(*, user) -> AutoRecharge | None:
 
 
 def save_settings(*, user, enabled: bool, threshold: Decimal, amount: Decimal, monthly_cap: Decimal) -> AutoRecharge:
-    """Store the user's choice (which also clears a banner about a stopped recharge). Turning it on
-    while the balance is already below the threshold recharges now: no crossing would come."""
+    """Store the user's choice (which also clears a banner about a stopped recharge)."""
     with transaction.atomic():
         rule, _ = AutoRecharge.objects.update_or_create(
             user=user,
             defaults={"enabled": enabled, "threshold": threshold, "amount": amount, "monthly_cap": monthly_cap,
                       "stopped_reason": ""},
         )
-        below = arm(user_id=user.pk)
-        balance = Wallet.objects.filter(user=user).values_list("balance", flat=True).first() or Decimal("0")
-        if below is not None and balance < below:
-            transaction.on_commit(lambda: start_auto_recharge.delay(user_id=user.pk))
+        arm(user_id=user.pk)
     return rule
 
 
 def arm(*, user_id: int) -> Decimal | None:
     """Copy the threshold onto the wallet while auto-recharge is on and a card is saved (NULL
-    otherwise), where the ledger's UPDATE reads it. The one definition of "armed"."""
+    otherwise), where the ledger's UPDATE reads it. The one definition of "armed". Armed (settings
+    saved, a card stored) while the balance is already below the threshold recharges now: no
+    crossing would come."""
     rule = AutoRecharge.objects.filter(user_id=user_id, enabled=True).first()
     has_card = StripeCustomer.objects.filter(user_id=user_id).exclude(payment_method_id="").exists()
     below = rule.threshold if rule is not None and has_card else None
     Wallet.objects.get_or_create(user_id=user_id)
     Wallet.objects.filter(user_id=user_id).update(auto_recharge_below=below)
+    start_if_below(user_id=user_id)
     return below
+
+
+def start_if_below(*, user_id: int) -> bool:
+    """Queue a recharge after this transaction commits when auto-recharge is armed and the balance
+    is below its threshold. For the moments no crossing can follow: auto-recharge just armed, or a
+    recharge credited that left the balance below (a $5 recharge under a $10 threshold). Not for
+    charges: those trigger on their crossing only. begin_recharge still applies every guard."""
+    wallet = Wallet.objects.filter(user_id=user_id).values("balance", "auto_recharge_below").first()
+    if wallet is None or wallet["auto_recharge_below"] is None or wallet["balance"] >= wallet["auto_recharge_below"]:
+        return False
+    transaction.on_commit(lambda: start_auto_recharge.delay(user_id=user_id), robust=True)
+    return True
 
 
 def notice_drop(*, user_id: int, before: Decimal, after: Decimal, below: Decimal | None) -> None:
     """Called by billing.ledger inside the booking transaction; starts a recharge after it commits."""
     if below is not None and before >= below > after:
-        transaction.on_commit(lambda: start_auto_recharge.delay(user_id=user_id))
+        # robust: this runs after an image's charge committed; a broker hiccup must not turn it into a 500.
+        transaction.on_commit(lambda: start_auto_recharge.delay(user_id=user_id), robust=True)
 
 
 def begin_recharge(*, user_id: int, now: datetime | None = None) -> Recharge | None:

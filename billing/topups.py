@@ -158,6 +158,8 @@ def book_recharge_payment(*, payment_intent: dict) -> Result:
             Recharge.objects.filter(pk=recharge.pk).update(
                 status=Recharge.Status.SUCCEEDED, payment_intent_id=payment_intent["id"], finished_at=timezone.now()
             )
+            # One recharge may not lift the balance above the threshold; no crossing would follow.
+            autorecharge.start_if_below(user_id=recharge.user_id)
     except ledger.DuplicateReference:
         return Result(Outcome.ALREADY_BOOKED, f"{payment_intent['id']} was already credited")
     return Result(Outcome.BOOKED, f"auto-recharge: credited ${amount} to {recharge.user}")

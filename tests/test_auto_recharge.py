@@ -395,3 +395,47 @@ def test_refunds_disputes_and_corrections_never_recharge_and_a_dispute_turns_it_
     assert "a payment to us is disputed" in client.get("/billing/").content.decode()
     time.sleep(1.5)  # localstripe would have sent any payment's event by now
     assert localstripe.payment_intents() == []
+
+
+def test_a_recharge_that_leaves_the_balance_below_the_threshold_is_followed_by_another(localstripe, live_server):
+    bob = make_user("bob@example.com", balance="0.50")
+    save_card_as_checkout_would(localstripe, bob, GOOD_CARD, live_server)
+    assert localstripe.payment_intents() == []
+
+    # Saved while already below: one recharge now (0.50 -> 5.50), still below $10: a second (-> 10.50).
+    enable_auto_recharge(bob, threshold="10", amount="5", monthly_cap="50")
+
+    wait_for(lambda: len(auto_recharge_credits(bob)) == 2, "the second credit")
+    assert ledger.balance(user=bob) == Decimal("10.50") == ledger.ledger_sum(user=bob)
+    assert [r.status for r in Recharge.objects.filter(user=bob)] == [Recharge.Status.SUCCEEDED] * 2
+    # Above the threshold now: spending that stays above it starts nothing, and nothing else was charged.
+    _, key = create_api_key(user=bob)
+    assert generate(Client(), key).status_code == 200
+    time.sleep(1.5)
+    assert len(localstripe.payment_intents()) == 2 and Recharge.objects.filter(user=bob).count() == 2
+
+
+def test_the_monthly_cap_ends_a_chain_of_recharges_below_the_threshold(localstripe, live_server):
+    bob = make_user("bob@example.com", balance="0.50")
+    save_card_as_checkout_would(localstripe, bob, GOOD_CARD, live_server)
+
+    enable_auto_recharge(bob, threshold="20", amount="5", monthly_cap="10")
+
+    wait_for(lambda: Recharge.objects.filter(user=bob, status=Recharge.Status.CAPPED).exists(), "the capped attempt")
+    assert len(auto_recharge_credits(bob)) == 2 and len(localstripe.payment_intents()) == 2
+    assert ledger.balance(user=bob) == Decimal("10.50")
+    # Charges below the threshold do not each start a task: only crossings and credits do.
+    ledger.reserve(user=bob, amount="0.009", reference="below-already")
+    assert Recharge.objects.filter(user=bob).count() == 3
+
+
+def test_storing_a_card_while_below_the_threshold_starts_a_recharge(localstripe, live_server):
+    bob = make_user("bob@example.com", balance="0.50")
+    enable_auto_recharge(bob, threshold="1", amount="5")  # no card yet: not armed, nothing charged
+    assert Wallet.objects.get(user=bob).auto_recharge_below is None
+
+    save_card_as_checkout_would(localstripe, bob, GOOD_CARD, live_server)
+
+    [credit] = wait_for(lambda: auto_recharge_credits(bob), "the credit")
+    assert credit.amount == Decimal("5") and len(localstripe.payment_intents()) == 1
+    assert ledger.balance(user=bob) == Decimal("5.50")
