@@ -270,6 +270,11 @@ def receipt_url_of_payment_intent(*, payment_intent_id: str) -> str:
 
 
 @_calls_stripe
+def payment_intent(*, payment_intent_id: str) -> dict:
+    return _client().v1.payment_intents.retrieve(payment_intent_id).to_dict()
+
+
+@_calls_stripe
 def payment_intent_of_charge(*, charge_id: str) -> str:
     return _client().v1.charges.retrieve(charge_id).to_dict().get("payment_intent") or ""
 
