@@ -203,6 +203,8 @@ def stopped_reason(*, code: str, amount: Decimal) -> str:
         why = "there is no saved card"
     elif code == "stripe_unavailable":
         why = "our payment provider could not be reached"
+    elif code == stripe.INVALID_REQUEST:
+        why = "our payment provider refused to charge the saved card (it may have been removed)"
     else:
         why = "your card was declined"
     return f"Auto-recharge of ${amount:.2f} failed and is now off: {why}. Update your card and turn it back on."
