@@ -6,7 +6,7 @@
   one transaction that locks the user's settings, refuses a second recharge in flight (a unique
   constraint says so too) and checks the monthly cap.
 - `charge_auto_recharge` then creates an off-session PaymentIntent whose idempotency key is the
-  row's id: a task retried after any crash gets Stripe's first answer, never a second charge.
+  row's uuid: a task retried after any crash gets Stripe's first answer, never a second charge.
 - The balance is credited only from Stripe's payment_intent.succeeded webhook
   (billing.topups.book_recharge_payment). A declined card or one that needs its holder turns
   auto-recharge off, mails the user once (whichever of the task and the webhook learns it first
@@ -39,8 +39,10 @@ Status = Recharge.Status
 
 
 def idempotency_key_of(recharge: Recharge) -> str:
-    """The same row always sends the same key; test and live keys never share one (other accounts)."""
-    return f"auto-recharge:{recharge.pk}"
+    """The same row always sends the same key; no other row, in this deployment or another one on
+    the same Stripe account, ever does (the row's uuid, after STRIPE_IDEMPOTENCY_PREFIX if set)."""
+    prefix = f"{settings.STRIPE_IDEMPOTENCY_PREFIX}:" if settings.STRIPE_IDEMPOTENCY_PREFIX else ""
+    return f"{prefix}auto-recharge:{recharge.uuid}"
 
 
 def settings_of(*, user) -> AutoRecharge | None:

@@ -377,6 +377,8 @@ STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env("STRIPE_API_BASE")  # only for tests and stripe-mock; unset means Stripe itself
 STRIPE_MIN_TOPUP_USD = envdecimal("STRIPE_MIN_TOPUP_USD", "5")
 STRIPE_MAX_TOPUP_USD = envdecimal("STRIPE_MAX_TOPUP_USD", "500")
+# Put before our idempotency keys; only needed where deployments share one Stripe account.
+STRIPE_IDEMPOTENCY_PREFIX = env("STRIPE_IDEMPOTENCY_PREFIX")
 # An auto-recharge still in flight this long is settled from Stripe's own record of it. Longer than
 # the charge task's retries (about 31 minutes), so the sweep never races a task still trying.
 AUTO_RECHARGE_STALE_MINUTES = envint("AUTO_RECHARGE_STALE_MINUTES", 60)

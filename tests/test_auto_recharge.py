@@ -353,7 +353,7 @@ def test_a_retried_task_after_a_crash_between_stripes_answer_and_our_commit_char
     recharge.refresh_from_db()
     assert (recharge.status, recharge.payment_intent_id) == (Recharge.Status.SUCCEEDED, intent["id"])
     assert ledger.balance(user=alice_with_card) == Decimal("5.99")
-    assert autorecharge.idempotency_key_of(recharge) == f"auto-recharge:{recharge.pk}"
+    assert autorecharge.idempotency_key_of(recharge) == f"auto-recharge:{recharge.uuid}"
 
 
 def deliver_signed(live_server, event_type: str, obj: dict) -> None:

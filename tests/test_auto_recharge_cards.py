@@ -252,7 +252,7 @@ def test_a_recharge_stripe_never_answers_fails_after_the_last_retry_instead_of_b
 
     sent = stripe_api.requests_to("POST", "/v1/payment_intents")
     assert len(sent) == 1 + autorecharge.charge_auto_recharge.max_retries
-    assert {r.headers["idempotency-key"] for r in sent} == {f"auto-recharge:{recharge.pk}"}
+    assert {r.headers["idempotency-key"] for r in sent} == {f"auto-recharge:{recharge.uuid}"}
     assert result.result == Recharge.Status.FAILED
     recharge.refresh_from_db()
     assert recharge.failure_code == "stripe_unavailable"
@@ -286,3 +286,21 @@ def test_a_charge_stripe_refuses_as_invalid_fails_at_once_and_switches_auto_rech
     [message] = mail.outbox
     assert message.subject == "Your AnimeAPI auto-recharge failed" and "detached" in message.body
     assert not Recharge.objects.filter(user=alice, status__in=Recharge.IN_FLIGHT).exists()
+
+
+def test_the_idempotency_key_is_the_rows_uuid_after_the_deployments_prefix(alice, stripe_api, settings):
+    settings.STRIPE_IDEMPOTENCY_PREFIX = "staging-eu"
+    StripeCustomer.objects.create(user=alice, customer_id="cus_test_1", payment_method_id="pm_card_alice",
+                                  card_brand="visa", card_last4="4242", card_exp_month=1, card_exp_year=2030)
+    stripe_api.route("POST", "/v1/payment_intents", lambda request: (200, {
+        "id": f"pi_{request.form['metadata[recharge_id]']}", "object": "payment_intent", "status": "processing"}))
+    first, second = (Recharge.objects.create(user=alice, amount=Decimal("5"), status=status)
+                     for status in (Recharge.Status.FAILED, Recharge.Status.PENDING))
+
+    autorecharge.charge_recharge(recharge_id=second.pk)
+
+    [sent] = stripe_api.requests_to("POST", "/v1/payment_intents")
+    second.refresh_from_db()
+    assert sent.headers["idempotency-key"] == f"staging-eu:auto-recharge:{second.uuid}"
+    # Ids repeat in another deployment's database; uuids do not.
+    assert first.uuid != second.uuid and str(second.pk) not in sent.headers["idempotency-key"].split(":")
