@@ -21,10 +21,11 @@ def crossings(*, before: Decimal, after: Decimal, threshold: Decimal | None) -> 
 
 
 def notice_drop(*, user_id: int, before: Decimal, after: Decimal, threshold: Decimal | None) -> None:
-    """Called by billing.ledger inside the booking transaction; mails after it commits."""
+    """Called by billing.ledger inside the booking transaction; mails after it commits. robust: the
+    charge of an image has committed by then, and a broker hiccup must not turn it into a 500."""
     for kind in crossings(before=before, after=after, threshold=threshold):
         transaction.on_commit(
-            lambda kind=kind: send_balance_alert.delay(user_id=user_id, kind=kind, balance=str(after))
+            lambda kind=kind: send_balance_alert.delay(user_id=user_id, kind=kind, balance=str(after)), robust=True
         )
 
 

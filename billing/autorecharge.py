@@ -6,7 +6,7 @@
   one transaction that locks the user's settings, refuses a second recharge in flight (a unique
   constraint says so too) and checks the monthly cap.
 - `charge_auto_recharge` then creates an off-session PaymentIntent whose idempotency key is the
-  row's id: a task retried after any crash gets Stripe's first answer, never a second charge.
+  row's uuid: a task retried after any crash gets Stripe's first answer, never a second charge.
 - The balance is credited only from Stripe's payment_intent.succeeded webhook
   (billing.topups.book_recharge_payment). A declined card or one that needs its holder turns
   auto-recharge off, mails the user once (whichever of the task and the webhook learns it first
@@ -39,8 +39,10 @@ Status = Recharge.Status
 
 
 def idempotency_key_of(recharge: Recharge) -> str:
-    """The same row always sends the same key; test and live keys never share one (other accounts)."""
-    return f"auto-recharge:{recharge.pk}"
+    """The same row always sends the same key; no other row, in this deployment or another one on
+    the same Stripe account, ever does (the row's uuid, after STRIPE_IDEMPOTENCY_PREFIX if set)."""
+    prefix = f"{settings.STRIPE_IDEMPOTENCY_PREFIX}:" if settings.STRIPE_IDEMPOTENCY_PREFIX else ""
+    return f"{prefix}auto-recharge:{recharge.uuid}"
 
 
 def settings_of(*, user) -> AutoRecharge | None:
@@ -48,36 +50,48 @@ def settings_of(*, user) -> AutoRecharge | None:
 
 
 def save_settings(*, user, enabled: bool, threshold: Decimal, amount: Decimal, monthly_cap: Decimal) -> AutoRecharge:
-    """Store the user's choice (which also clears a banner about a stopped recharge). Turning it on
-    while the balance is already below the threshold recharges now: no crossing would come."""
+    """Store the user's choice (which also clears a banner about a stopped recharge)."""
     with transaction.atomic():
         rule, _ = AutoRecharge.objects.update_or_create(
             user=user,
             defaults={"enabled": enabled, "threshold": threshold, "amount": amount, "monthly_cap": monthly_cap,
                       "stopped_reason": ""},
         )
-        below = arm(user_id=user.pk)
-        balance = Wallet.objects.filter(user=user).values_list("balance", flat=True).first() or Decimal("0")
-        if below is not None and balance < below:
-            transaction.on_commit(lambda: start_auto_recharge.delay(user_id=user.pk))
+        arm(user_id=user.pk)
     return rule
 
 
 def arm(*, user_id: int) -> Decimal | None:
     """Copy the threshold onto the wallet while auto-recharge is on and a card is saved (NULL
-    otherwise), where the ledger's UPDATE reads it. The one definition of "armed"."""
+    otherwise), where the ledger's UPDATE reads it. The one definition of "armed". Armed (settings
+    saved, a card stored) while the balance is already below the threshold recharges now: no
+    crossing would come."""
     rule = AutoRecharge.objects.filter(user_id=user_id, enabled=True).first()
     has_card = StripeCustomer.objects.filter(user_id=user_id).exclude(payment_method_id="").exists()
     below = rule.threshold if rule is not None and has_card else None
     Wallet.objects.get_or_create(user_id=user_id)
     Wallet.objects.filter(user_id=user_id).update(auto_recharge_below=below)
+    start_if_below(user_id=user_id)
     return below
+
+
+def start_if_below(*, user_id: int) -> bool:
+    """Queue a recharge after this transaction commits when auto-recharge is armed and the balance
+    is below its threshold. For the moments no crossing can follow: auto-recharge just armed, or a
+    recharge credited that left the balance below (a $5 recharge under a $10 threshold). Not for
+    charges: those trigger on their crossing only. begin_recharge still applies every guard."""
+    wallet = Wallet.objects.filter(user_id=user_id).values("balance", "auto_recharge_below").first()
+    if wallet is None or wallet["auto_recharge_below"] is None or wallet["balance"] >= wallet["auto_recharge_below"]:
+        return False
+    transaction.on_commit(lambda: start_auto_recharge.delay(user_id=user_id), robust=True)
+    return True
 
 
 def notice_drop(*, user_id: int, before: Decimal, after: Decimal, below: Decimal | None) -> None:
     """Called by billing.ledger inside the booking transaction; starts a recharge after it commits."""
     if below is not None and before >= below > after:
-        transaction.on_commit(lambda: start_auto_recharge.delay(user_id=user_id))
+        # robust: this runs after an image's charge committed; a broker hiccup must not turn it into a 500.
+        transaction.on_commit(lambda: start_auto_recharge.delay(user_id=user_id), robust=True)
 
 
 def begin_recharge(*, user_id: int, now: datetime | None = None) -> Recharge | None:
@@ -162,8 +176,25 @@ def record_failure(*, recharge_id: int, payment_intent_id: str, code: str, messa
         )
         arm(user_id=recharge.user_id)
         transaction.on_commit(
-            lambda: send_auto_recharge_stopped.delay(user_id=recharge.user_id, recharge_id=recharge.pk)
+            lambda: send_auto_recharge_stopped.delay(user_id=recharge.user_id, recharge_id=recharge.pk), robust=True
         )
+    return True
+
+
+def stop_for_dispute(*, user_id: int, dispute_id: str) -> bool:
+    """The card holder disputes a payment to us: charging their card again unasked would be wrong.
+    Turns auto-recharge off and mails the user, once: True for the caller that did it (a dispute's
+    created and funds_withdrawn events both come here, as may a redelivery)."""
+    with transaction.atomic():
+        stopped = AutoRecharge.objects.filter(user_id=user_id, enabled=True).update(
+            enabled=False,
+            stopped_reason=(f"Auto-recharge is now off: a payment to us is disputed ({dispute_id})."
+                            f" Turn it back on once the dispute is settled.")[:255],
+        )
+        if not stopped:
+            return False
+        arm(user_id=user_id)
+        transaction.on_commit(lambda: send_auto_recharge_stopped.delay(user_id=user_id), robust=True)
     return True
 
 
@@ -174,6 +205,8 @@ def stopped_reason(*, code: str, amount: Decimal) -> str:
         why = "there is no saved card"
     elif code == "stripe_unavailable":
         why = "our payment provider could not be reached"
+    elif code == stripe.INVALID_REQUEST:
+        why = "our payment provider refused to charge the saved card (it may have been removed)"
     else:
         why = "your card was declined"
     return f"Auto-recharge of ${amount:.2f} failed and is now off: {why}. Update your card and turn it back on."
@@ -208,10 +241,19 @@ def charge_auto_recharge(self, *, recharge_id: int) -> str:
 
 
 @shared_task(name="billing.autorecharge.send_stopped", autoretry_for=(OSError,), retry_backoff=30, max_retries=5)
-def send_auto_recharge_stopped(*, user_id: int, recharge_id: int) -> None:
+def send_auto_recharge_stopped(*, user_id: int, recharge_id: int | None = None) -> None:
+    """The one e-mail about auto-recharge we switched off: a failed attempt (recharge_id), or else
+    the stopped reason on the user's settings (a dispute)."""
     user = get_user_model().objects.get(pk=user_id)
-    recharge = Recharge.objects.get(pk=recharge_id)
     base = settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
+    if recharge_id is None:
+        body = (
+            f"{banner_for(user)}\n\nNothing more will be charged to your saved card until you turn auto-recharge "
+            f"back on: {base}/billing/#auto-recharge\n"
+        )
+        send_mail("Your AnimeAPI auto-recharge is off", body, None, [user.email])
+        return
+    recharge = Recharge.objects.get(pk=recharge_id)
     body = (
         f"We tried to add ${recharge.amount:.2f} to your AnimeAPI balance with your saved card, and the "
         f"payment did not go through ({recharge.failure_message or recharge.failure_code}).\n\n"

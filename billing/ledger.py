@@ -30,12 +30,13 @@ def _as_usd(amount) -> Decimal:
     return amount.quantize(Decimal("0.000001"))
 
 
-def _add_to_wallet(*, user, amount: Decimal, require_funds: bool) -> Decimal | None:
+def _add_to_wallet(*, user, amount: Decimal, kind: str, require_funds: bool) -> Decimal | None:
     """Move the cached balance by `amount` in one statement; the new balance, or None when
     `require_funds` and the balance does not cover it (the conditional UPDATE is what makes two
     concurrent spenders unable to take the same cent). A drop is passed to billing.alerts with
-    the before and after of this very statement, so a crossing is seen exactly once; so is
-    billing.autorecharge, for the auto-recharge threshold."""
+    the before and after of this very statement, so a crossing is seen exactly once; so is a
+    CHARGE's drop to billing.autorecharge, for the auto-recharge threshold: only spending may
+    charge the card again, never a refund, a dispute or an admin's correction taking money back."""
     condition = " AND balance >= %s" if require_funds else ""
     params = [amount, user.pk] + ([-amount] if require_funds else [])
     with connection.cursor() as cursor:
@@ -47,7 +48,7 @@ def _add_to_wallet(*, user, amount: Decimal, require_funds: bool) -> Decimal | N
         row = cursor.fetchone()
     if row is None and not require_funds:
         Wallet.objects.get_or_create(user=user)
-        return _add_to_wallet(user=user, amount=amount, require_funds=False)
+        return _add_to_wallet(user=user, amount=amount, kind=kind, require_funds=False)
     if row is None:
         return None
     # str() first: SQLite hands back a float, PostgreSQL a Decimal.
@@ -55,8 +56,9 @@ def _add_to_wallet(*, user, amount: Decimal, require_funds: bool) -> Decimal | N
     if amount < 0:
         alerts.notice_drop(user_id=user.pk, before=balance - amount, after=balance,
                            threshold=None if row[1] is None else _as_usd(str(row[1])))
-        autorecharge.notice_drop(user_id=user.pk, before=balance - amount, after=balance,
-                                 below=None if row[2] is None else _as_usd(str(row[2])))
+        if kind == Kind.CHARGE:
+            autorecharge.notice_drop(user_id=user.pk, before=balance - amount, after=balance,
+                                     below=None if row[2] is None else _as_usd(str(row[2])))
     return balance
 
 
@@ -69,7 +71,7 @@ def _book(*, user, amount: Decimal, kind: str, reference: str, memo: str, requir
     """
     try:
         with transaction.atomic(savepoint=savepoint):
-            balance_after = _add_to_wallet(user=user, amount=amount, require_funds=require_funds)
+            balance_after = _add_to_wallet(user=user, amount=amount, kind=kind, require_funds=require_funds)
             if balance_after is None:
                 entry = None
             else:

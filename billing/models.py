@@ -1,3 +1,4 @@
+import uuid
 from decimal import Decimal
 
 from django.conf import settings
@@ -223,7 +224,7 @@ class AutoRecharge(models.Model):
 class Recharge(models.Model):
     """One auto-recharge attempt: an off-session PaymentIntent on the saved card.
 
-    The row is written before Stripe is called and its id is the idempotency key, so a retried
+    The row is written before Stripe is called and its uuid is in the idempotency key, so a retried
     task gets Stripe's first answer instead of a second charge. The money is the AUTO_RECHARGE
     ledger entry whose reference is `payment_intent_id`, booked from Stripe's webhook only.
     """
@@ -240,6 +241,9 @@ class Recharge(models.Model):
     COUNTS_AGAINST_CAP = (Status.PENDING, Status.PROCESSING, Status.SUCCEEDED)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="recharges")
+    # In the idempotency key instead of the id: ids repeat across deployments sharing a Stripe
+    # account (staging, a restored backup), and Stripe would answer one with the other's payment.
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     amount = models.DecimalField(**MONEY, help_text="USD")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     payment_intent_id = models.CharField(max_length=255, blank=True, default="")

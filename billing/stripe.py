@@ -20,6 +20,8 @@ WEBHOOK_TOLERANCE_S = 300
 TOPUP_PURPOSE = "animeapi_balance_topup"
 CARD_SETUP_PURPOSE = "animeapi_save_card"
 RECHARGE_PURPOSE = "animeapi_auto_recharge"
+# Our failure code for an off-session charge Stripe refused as invalid (not a card decline).
+INVALID_REQUEST = "invalid_request"
 
 
 class StripeNotConfigured(Exception):
@@ -197,8 +199,8 @@ def charge_saved_card(
     *, customer_id: str, payment_method_id: str, amount_cents: int, metadata: dict, idempotency_key: str
 ) -> OffSessionPayment:
     """Create and confirm an off-session PaymentIntent. A declined card or one that needs its
-    holder (3-D Secure) is an answer, not an exception; StripeUnavailable means try again with the
-    same idempotency key."""
+    holder (3-D Secure) is an answer, not an exception, and so is a request Stripe refuses
+    (failure_code INVALID_REQUEST); StripeUnavailable means try again with the same idempotency key."""
     try:
         intent = _client().v1.payment_intents.create(
             {
@@ -219,7 +221,18 @@ def charge_saved_card(
             payment_intent_id=intent.get("id") or "", status=intent.get("status") or "requires_payment_method",
             failure_code=exc.code or "card_declined", failure_message=exc.user_message or str(exc),
         )
+    except (stripe.InvalidRequestError, stripe.IdempotencyError) as exc:
+        # Stripe refuses this request as it stands (the card detached, the key reused with other
+        # parameters): sending it again cannot help, so it is an answer too.
+        return OffSessionPayment(
+            payment_intent_id="", status="", failure_code=INVALID_REQUEST,
+            failure_message=(exc.user_message or str(exc))[:255],
+        )
+    except (stripe.APIConnectionError, stripe.APIError, stripe.RateLimitError) as exc:
+        raise StripeUnavailable(str(exc)) from exc
     except stripe.StripeError as exc:
+        # An authentication or permission error is our configuration, not the card; the retries
+        # and then "could not be reached" leave the user's card alone while staff fix it.
         raise StripeUnavailable(str(exc)) from exc
     if intent.get("status") == "requires_action":
         # Stripe answers a card that needs its holder with an error when off_session is set; some
@@ -267,6 +280,11 @@ def receipt_url_of_payment_intent(*, payment_intent_id: str) -> str:
     if not isinstance(charge, dict):
         return ""
     return charge.get("receipt_url") or ""
+
+
+@_calls_stripe
+def payment_intent(*, payment_intent_id: str) -> dict:
+    return _client().v1.payment_intents.retrieve(payment_intent_id).to_dict()
 
 
 @_calls_stripe

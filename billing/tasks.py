@@ -7,6 +7,7 @@ from django.core.mail import send_mail
 
 # Auto-recharge's tasks live beside its logic; imported here so the worker's autodiscovery registers them.
 from .autorecharge import charge_auto_recharge, send_auto_recharge_stopped, start_auto_recharge  # noqa: F401
+from .stale_recharges import settle_stale_recharges_task  # noqa: F401
 
 SUBJECTS = {
     "low": "Your AnimeAPI balance is running low",

@@ -158,6 +158,8 @@ def book_recharge_payment(*, payment_intent: dict) -> Result:
             Recharge.objects.filter(pk=recharge.pk).update(
                 status=Recharge.Status.SUCCEEDED, payment_intent_id=payment_intent["id"], finished_at=timezone.now()
             )
+            # One recharge may not lift the balance above the threshold; no crossing would follow.
+            autorecharge.start_if_below(user_id=recharge.user_id)
     except ledger.DuplicateReference:
         return Result(Outcome.ALREADY_BOOKED, f"{payment_intent['id']} was already credited")
     return Result(Outcome.BOOKED, f"auto-recharge: credited ${amount} to {recharge.user}")
@@ -227,6 +229,8 @@ def book_dispute_opened(*, dispute: dict) -> Result:
     if user is None:
         return Result(Outcome.IGNORED, f"dispute {dispute['id']} is not on a top-up")
     _flag_account(user=user, dispute=dispute)
+    # Even an inquiry: the card holder is questioning a payment, so the card is not charged again unasked.
+    autorecharge.stop_for_dispute(user_id=user.pk, dispute_id=dispute["id"])
     if _is_inquiry(dispute):
         return Result(Outcome.RECORDED, f"inquiry {dispute['id']}: account flagged, no funds withdrawn")
     try:

@@ -278,6 +278,8 @@ CELERY_BEAT_SCHEDULE = {
     "prune-old-images": {"task": "generation.tasks.prune_old_images", "schedule": 3600.0},
     # Balances against the ledger, key counters against charges; differences are logged as errors.
     "ledger-check": {"task": "generation.tasks.check_ledger", "schedule": crontab(hour=4, minute=17)},
+    # Auto-recharges still in flight after AUTO_RECHARGE_STALE_MINUTES: ask Stripe and settle them.
+    "settle-stale-recharges": {"task": "billing.stale_recharges.settle", "schedule": 300.0},
 }
 
 REST_FRAMEWORK = {
@@ -376,6 +378,11 @@ STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
 STRIPE_API_BASE = env("STRIPE_API_BASE")  # only for tests and stripe-mock; unset means Stripe itself
 STRIPE_MIN_TOPUP_USD = envdecimal("STRIPE_MIN_TOPUP_USD", "5")
 STRIPE_MAX_TOPUP_USD = envdecimal("STRIPE_MAX_TOPUP_USD", "500")
+# Put before our idempotency keys; only needed where deployments share one Stripe account.
+STRIPE_IDEMPOTENCY_PREFIX = env("STRIPE_IDEMPOTENCY_PREFIX")
+# An auto-recharge still in flight this long is settled from Stripe's own record of it. Longer than
+# the charge task's retries (about 31 minutes), so the sweep never races a task still trying.
+AUTO_RECHARGE_STALE_MINUTES = envint("AUTO_RECHARGE_STALE_MINUTES", 60)
 
 # E-mail: console by default; SMTP from EMAIL_URL (smtp://user:password@host:587, smtps:// for
 # implicit TLS) or from the usual EMAIL_HOST/EMAIL_PORT/... settings.

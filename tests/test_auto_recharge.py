@@ -20,15 +20,17 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+import kombu.exceptions
 import pytest
 from django.core import mail
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 
 from accounts.apikeys import create_api_key
-from billing import autorecharge, cards, ledger, webhooks
+from billing import alerts, autorecharge, cards, ledger, stale_recharges, webhooks
 from billing import stripe as billing_stripe
-from billing.models import AutoRecharge, LedgerEntry, Recharge, StripeCustomer, StripeEvent, Wallet
+from billing.models import AutoRecharge, LedgerEntry, Recharge, StripeCustomer, StripeEvent, TopUp, Wallet
 from tests.conftest import generate, make_user
 from tests.test_stripe_standin import WEBHOOK_SECRET, WEBHOOK_URL, sign, stripe_event
 
@@ -351,4 +353,188 @@ def test_a_retried_task_after_a_crash_between_stripes_answer_and_our_commit_char
     recharge.refresh_from_db()
     assert (recharge.status, recharge.payment_intent_id) == (Recharge.Status.SUCCEEDED, intent["id"])
     assert ledger.balance(user=alice_with_card) == Decimal("5.99")
-    assert autorecharge.idempotency_key_of(recharge) == f"auto-recharge:{recharge.pk}"
+    assert autorecharge.idempotency_key_of(recharge) == f"auto-recharge:{recharge.uuid}"
+
+
+def deliver_signed(live_server, event_type: str, obj: dict) -> None:
+    body = json.dumps(stripe_event(event_type, obj))
+    response = httpx.post(live_server.url + WEBHOOK_URL, content=body,
+                          headers={"Content-Type": "application/json", "Stripe-Signature": sign(body)})
+    assert response.status_code == 200, response.text
+
+
+def test_refunds_disputes_and_corrections_never_recharge_and_a_dispute_turns_it_off_once(
+    localstripe, alice_with_card, live_server
+):
+    client = enable_auto_recharge(alice_with_card, threshold="1", amount="5")
+    TopUp.objects.create(user=alice_with_card, checkout_session_id="cs_paid", payment_intent_id="pi_topup",
+                         amount=Decimal("5"), status=TopUp.Status.PAID)
+    mail.outbox.clear()
+
+    refund = {"id": "re_topup", "object": "refund", "amount": 50, "status": "succeeded", "charge": "ch_topup"}
+    deliver_signed(live_server, "charge.refunded", {
+        "id": "ch_topup", "object": "charge", "amount": 500, "currency": "usd", "payment_intent": "pi_topup",
+        "refunds": {"object": "list", "url": "/v1/charges/ch_topup/refunds", "has_more": False, "data": [refund]},
+    })  # 1.02 -> 0.52: below $1, but the card holder asked for money back
+    ledger.adjust(user=alice_with_card, amount="-0.02", reference="correction", memo="an admin's correction")
+    assert ledger.balance(user=alice_with_card) == Decimal("0.50")
+    assert Wallet.objects.get(user=alice_with_card).auto_recharge_below == Decimal("1")  # still armed
+
+    dispute = {"id": "dp_topup", "object": "dispute", "amount": 100, "currency": "usd", "charge": "ch_topup",
+               "payment_intent": "pi_topup", "reason": "fraudulent", "status": "needs_response"}
+    deliver_signed(live_server, "charge.dispute.created", dispute)
+    deliver_signed(live_server, "charge.dispute.funds_withdrawn", dispute)
+
+    assert ledger.balance(user=alice_with_card) == Decimal("-0.50")
+    assert not Recharge.objects.filter(user=alice_with_card).exists()
+    rule = AutoRecharge.objects.get(user=alice_with_card)
+    assert not rule.enabled and "disputed (dp_topup)" in rule.stopped_reason
+    assert Wallet.objects.get(user=alice_with_card).auto_recharge_below is None
+    # (The low-balance alerts mail on their own: only ours is counted here.)
+    [message] = [m for m in mail.outbox if "auto-recharge" in m.subject]
+    assert message.to == [alice_with_card.email] and message.subject == "Your AnimeAPI auto-recharge is off"
+    assert "dp_topup" in message.body and "/billing/#auto-recharge" in message.body
+    assert "a payment to us is disputed" in client.get("/billing/").content.decode()
+    time.sleep(1.5)  # localstripe would have sent any payment's event by now
+    assert localstripe.payment_intents() == []
+
+
+def test_a_recharge_that_leaves_the_balance_below_the_threshold_is_followed_by_another(localstripe, live_server):
+    bob = make_user("bob@example.com", balance="0.50")
+    save_card_as_checkout_would(localstripe, bob, GOOD_CARD, live_server)
+    assert localstripe.payment_intents() == []
+
+    # Saved while already below: one recharge now (0.50 -> 5.50), still below $10: a second (-> 10.50).
+    enable_auto_recharge(bob, threshold="10", amount="5", monthly_cap="50")
+
+    wait_for(lambda: len(auto_recharge_credits(bob)) == 2, "the second credit")
+    assert ledger.balance(user=bob) == Decimal("10.50") == ledger.ledger_sum(user=bob)
+    assert [r.status for r in Recharge.objects.filter(user=bob)] == [Recharge.Status.SUCCEEDED] * 2
+    # Above the threshold now: spending that stays above it starts nothing, and nothing else was charged.
+    _, key = create_api_key(user=bob)
+    assert generate(Client(), key).status_code == 200
+    time.sleep(1.5)
+    assert len(localstripe.payment_intents()) == 2 and Recharge.objects.filter(user=bob).count() == 2
+
+
+def test_the_monthly_cap_ends_a_chain_of_recharges_below_the_threshold(localstripe, live_server):
+    bob = make_user("bob@example.com", balance="0.50")
+    save_card_as_checkout_would(localstripe, bob, GOOD_CARD, live_server)
+
+    enable_auto_recharge(bob, threshold="20", amount="5", monthly_cap="10")
+
+    wait_for(lambda: Recharge.objects.filter(user=bob, status=Recharge.Status.CAPPED).exists(), "the capped attempt")
+    assert len(auto_recharge_credits(bob)) == 2 and len(localstripe.payment_intents()) == 2
+    assert ledger.balance(user=bob) == Decimal("10.50")
+    # Charges below the threshold do not each start a task: only crossings and credits do.
+    ledger.reserve(user=bob, amount="0.009", reference="below-already")
+    assert Recharge.objects.filter(user=bob).count() == 3
+
+
+def test_storing_a_card_while_below_the_threshold_starts_a_recharge(localstripe, live_server):
+    bob = make_user("bob@example.com", balance="0.50")
+    enable_auto_recharge(bob, threshold="1", amount="5")  # no card yet: not armed, nothing charged
+    assert Wallet.objects.get(user=bob).auto_recharge_below is None
+
+    save_card_as_checkout_would(localstripe, bob, GOOD_CARD, live_server)
+
+    [credit] = wait_for(lambda: auto_recharge_credits(bob), "the credit")
+    assert credit.amount == Decimal("5") and len(localstripe.payment_intents()) == 1
+    assert ledger.balance(user=bob) == Decimal("5.50")
+
+
+def send_webhooks_nowhere(localstripe: LocalStripe) -> None:
+    """As if our webhook endpoint were down: localstripe's events go to a closed port."""
+    localstripe.http.post(
+        "/_config/webhooks/animeapi", data={"url": "http://127.0.0.1:9/", "secret": WEBHOOK_SECRET}
+    ).raise_for_status()
+
+
+def age(recharge: Recharge, minutes: int) -> None:
+    Recharge.objects.filter(pk=recharge.pk).update(created_at=timezone.now() - timedelta(minutes=minutes))
+
+
+def test_a_stale_recharge_whose_payment_succeeded_is_credited_once_from_stripe(localstripe, alice_with_card, settings):
+    settings.AUTO_RECHARGE_STALE_MINUTES = 30
+    enable_auto_recharge(alice_with_card, threshold="1", amount="5")
+    send_webhooks_nowhere(localstripe)
+    ledger.reserve(user=alice_with_card, amount="0.03", reference="crossing")  # charged, its webhook lost
+    recharge = Recharge.objects.get(user=alice_with_card)
+    assert recharge.status == Recharge.Status.PROCESSING
+
+    age(recharge, 29)  # young: left alone
+    assert stale_recharges.settle_stale_recharges_task.apply().result == {"succeeded": [], "failed": [], "left": []}
+    age(recharge, 31)
+    result = stale_recharges.settle_stale_recharges_task.apply().result
+    assert result == {"succeeded": [recharge.pk], "failed": [], "left": []}
+
+    recharge.refresh_from_db()
+    [credit] = auto_recharge_credits(alice_with_card)
+    assert (recharge.status, credit.reference, credit.amount) == (Recharge.Status.SUCCEEDED, recharge.payment_intent_id,
+                                                                  Decimal("5"))
+    assert stale_recharges.settle_stale_recharges_task.apply().result["succeeded"] == []
+    assert auto_recharge_credits(alice_with_card) == [credit]
+    assert ledger.balance(user=alice_with_card) == Decimal("5.99") == ledger.ledger_sum(user=alice_with_card)
+    # Not blocked any more: the next crossing charges again.
+    ledger.reserve(user=alice_with_card, amount="5", reference="next-crossing")
+    assert Recharge.objects.filter(user=alice_with_card).count() == 2 and len(localstripe.payment_intents()) == 2
+
+
+def test_stale_recharges_that_failed_or_never_reached_stripe_are_settled_and_unblock_the_next(
+    localstripe, alice_with_card, live_server
+):
+    enable_auto_recharge(alice_with_card, threshold="1", amount="5")
+    customer = StripeCustomer.objects.get(user=alice_with_card)
+    intent = localstripe.post("/v1/payment_intents", {
+        "amount": "500", "currency": "usd", "customer": customer.customer_id,
+        "payment_method": customer.payment_method_id,
+    })
+    canceled = localstripe.post(f"/v1/payment_intents/{intent['id']}/cancel", {})
+    assert canceled["status"] == "canceled"
+    alices = Recharge.objects.create(user=alice_with_card, amount=Decimal("5"), status=Recharge.Status.PROCESSING,
+                                     payment_intent_id=intent["id"])
+    # Bob's attempt was recorded but its task never ran (a lost message): no PaymentIntent at all.
+    bob = make_user("bob@example.com", balance="0.50")
+    bobs = Recharge.objects.create(user=bob, amount=Decimal("5"))
+    save_card_as_checkout_would(localstripe, bob, GOOD_CARD, live_server)
+    enable_auto_recharge(bob, threshold="1", amount="5")  # armed below the threshold: blocked by the stale one
+    assert Recharge.objects.filter(user=bob).count() == 1
+    for recharge in (alices, bobs):
+        age(recharge, 120)
+    mail.outbox.clear()
+
+    report = stale_recharges.settle_stale_recharges()
+
+    assert sorted(report.failed) == sorted([alices.pk, bobs.pk]) and report.succeeded == []
+    alices.refresh_from_db()
+    bobs.refresh_from_db()
+    assert (alices.status, alices.failure_code) == (Recharge.Status.FAILED, "canceled")
+    assert not AutoRecharge.objects.get(user=alice_with_card).enabled  # like a declined card: off, one e-mail
+    assert [m.to for m in mail.outbox] == [[alice_with_card.email]]
+    assert (bobs.status, bobs.failure_code) == (Recharge.Status.FAILED, "no_answer")
+    # Bob's card is no worse for it: still on, and still below, so the next attempt went out and was paid.
+    assert AutoRecharge.objects.get(user=bob).enabled
+    wait_for(lambda: auto_recharge_credits(bob), "bob's credit")
+    assert ledger.balance(user=bob) == Decimal("5.50")
+    assert auto_recharge_credits(alice_with_card) == []
+
+
+def test_a_broker_that_refuses_the_task_never_turns_a_committed_image_charge_into_an_error(
+    localstripe, alice_with_card, monkeypatch
+):
+    enable_auto_recharge(alice_with_card, threshold="1", amount="5")
+    alerts.set_threshold(user=alice_with_card, threshold=Decimal("1"))
+    ledger.reserve(user=alice_with_card, amount="0.015", reference="to-1.005")
+    _, key = create_api_key(user=alice_with_card)
+
+    def broker_down(*args, **kwargs):
+        raise kombu.exceptions.OperationalError("Error 111 connecting to redis:6379. Connection refused.")
+
+    monkeypatch.setattr(autorecharge.start_auto_recharge, "delay", broker_down)
+    monkeypatch.setattr(alerts.send_balance_alert, "delay", broker_down)
+
+    response = generate(Client(), key)  # 1.005 -> 0.996: crosses both the alert and auto-recharge
+
+    assert response.status_code == 200, response.content
+    assert ledger.balance(user=alice_with_card) == Decimal("0.996") == ledger.ledger_sum(user=alice_with_card)
+    assert not Recharge.objects.filter(user=alice_with_card).exists()

@@ -240,7 +240,11 @@ def test_a_recharge_stripe_never_answers_fails_after_the_last_retry_instead_of_b
                                   card_brand="visa", card_last4="4242", card_exp_month=1, card_exp_year=2030)
     AutoRecharge.objects.create(user=alice, enabled=True, threshold=Decimal("2"), amount=Decimal("5"),
                                 monthly_cap=Decimal("50"))
-    recharge = Recharge.objects.create(user=alice, amount=Decimal("5"))  # the stand-in has no PaymentIntents route
+    recharge = Recharge.objects.create(user=alice, amount=Decimal("5"))
+    # A transient answer every time (a 429 is one the library itself does not retry).
+    stripe_api.route("POST", "/v1/payment_intents", lambda request: (
+        429, stripe_error("Too many requests hit the API too quickly.", "rate_limit_error"))
+    )
 
     # Eager mode runs each retry at once instead of after its countdown.
     with django_capture_on_commit_callbacks(execute=True):
@@ -248,7 +252,7 @@ def test_a_recharge_stripe_never_answers_fails_after_the_last_retry_instead_of_b
 
     sent = stripe_api.requests_to("POST", "/v1/payment_intents")
     assert len(sent) == 1 + autorecharge.charge_auto_recharge.max_retries
-    assert {r.headers["idempotency-key"] for r in sent} == {f"auto-recharge:{recharge.pk}"}
+    assert {r.headers["idempotency-key"] for r in sent} == {f"auto-recharge:{recharge.uuid}"}
     assert result.result == Recharge.Status.FAILED
     recharge.refresh_from_db()
     assert recharge.failure_code == "stripe_unavailable"
@@ -256,3 +260,47 @@ def test_a_recharge_stripe_never_answers_fails_after_the_last_retry_instead_of_b
     assert [m.subject for m in mail.outbox] == ["Your AnimeAPI auto-recharge failed"]
     # Nothing in flight any more: a later recharge is not blocked.
     assert not Recharge.objects.filter(user=alice, status__in=Recharge.IN_FLIGHT).exists()
+
+
+def test_a_charge_stripe_refuses_as_invalid_fails_at_once_and_switches_auto_recharge_off(
+    alice, stripe_api, django_capture_on_commit_callbacks
+):
+    StripeCustomer.objects.create(user=alice, customer_id="cus_test_1", payment_method_id="pm_card_alice",
+                                  card_brand="visa", card_last4="4242", card_exp_month=1, card_exp_year=2030)
+    AutoRecharge.objects.create(user=alice, enabled=True, threshold=Decimal("2"), amount=Decimal("5"),
+                                monthly_cap=Decimal("50"))
+    recharge = Recharge.objects.create(user=alice, amount=Decimal("5"))
+    stripe_api.route("POST", "/v1/payment_intents", lambda request: (400, stripe_error(
+        "The provided PaymentMethod was previously used with a PaymentIntent without Customer attachment, "
+        "shared with a connected account without Customer attachment, or was detached from a Customer.")))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        result = autorecharge.charge_auto_recharge.apply(kwargs={"recharge_id": recharge.pk})
+
+    assert len(stripe_api.requests_to("POST", "/v1/payment_intents")) == 1  # no retry: it cannot help
+    assert result.result == Recharge.Status.FAILED
+    recharge.refresh_from_db()
+    assert recharge.failure_code == "invalid_request" and "detached" in recharge.failure_message
+    rule = AutoRecharge.objects.get(user=alice)
+    assert not rule.enabled and "refused to charge the saved card" in rule.stopped_reason
+    [message] = mail.outbox
+    assert message.subject == "Your AnimeAPI auto-recharge failed" and "detached" in message.body
+    assert not Recharge.objects.filter(user=alice, status__in=Recharge.IN_FLIGHT).exists()
+
+
+def test_the_idempotency_key_is_the_rows_uuid_after_the_deployments_prefix(alice, stripe_api, settings):
+    settings.STRIPE_IDEMPOTENCY_PREFIX = "staging-eu"
+    StripeCustomer.objects.create(user=alice, customer_id="cus_test_1", payment_method_id="pm_card_alice",
+                                  card_brand="visa", card_last4="4242", card_exp_month=1, card_exp_year=2030)
+    stripe_api.route("POST", "/v1/payment_intents", lambda request: (200, {
+        "id": f"pi_{request.form['metadata[recharge_id]']}", "object": "payment_intent", "status": "processing"}))
+    first, second = (Recharge.objects.create(user=alice, amount=Decimal("5"), status=status)
+                     for status in (Recharge.Status.FAILED, Recharge.Status.PENDING))
+
+    autorecharge.charge_recharge(recharge_id=second.pk)
+
+    [sent] = stripe_api.requests_to("POST", "/v1/payment_intents")
+    second.refresh_from_db()
+    assert sent.headers["idempotency-key"] == f"staging-eu:auto-recharge:{second.uuid}"
+    # Ids repeat in another deployment's database; uuids do not.
+    assert first.uuid != second.uuid and str(second.pk) not in sent.headers["idempotency-key"].split(":")
