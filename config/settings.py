@@ -145,7 +145,7 @@ TEMPLATES = [
 DATABASES = {"default": dj_database_url.parse(env("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
 if DATABASES["default"]["ENGINE"].endswith("postgresql") and envbool("DATABASE_POOL", True):
     # A psycopg pool per process: a request waiting on a GPU worker hands its connection back
-    # (generation.pipeline), so hundreds of waiting requests need only a few connections.
+    # (generation.dispatch and rendering), so hundreds of waiting requests need only a few connections.
     DATABASES["default"]["OPTIONS"] = {
         "pool": {
             "min_size": 1, "max_size": envint("DATABASE_POOL_MAX_SIZE", 20),
