@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from . import keys
@@ -125,9 +126,12 @@ def add_key_spend(*, api_key: ApiKey, amount: Decimal, day: datetime.date) -> No
 
 
 def remove_key_spend(*, api_key_id: int, amount: Decimal, day: datetime.date) -> None:
-    """Give back a refunded charge's share of the key's caps."""
+    """Give back a refunded charge's share of the key's caps. The daily counter exists only while
+    the key has a daily cap, so a charge made before the cap was set was never counted in it: it
+    never goes below zero, which would let the key spend past its cap."""
     ApiKey.objects.filter(pk=api_key_id).update(spent_total_usd=F("spent_total_usd") - amount)
-    ApiKeyDailySpend.objects.filter(api_key_id=api_key_id, day=day).update(spent_usd=F("spent_usd") - amount)
+    ApiKeyDailySpend.objects.filter(api_key_id=api_key_id, day=day).update(
+        spent_usd=Greatest(F("spent_usd") - amount, Value(Decimal("0"))))
 
 
 def _daily_counter(*, api_key: ApiKey, day: datetime.date) -> ApiKeyDailySpend:

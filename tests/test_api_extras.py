@@ -235,3 +235,18 @@ def test_pricing_quotes_the_default_models_price(client, alice_key, settings):
     assert body["price_per_image_usd"] == pytest.approx(0.05)
     assert body["remaining"]["images_affordable"] == 20  # $1 at $0.05
     assert generate(client, alice_key).json()["cost_usd"] == pytest.approx(0.05)
+
+
+@pytest.mark.django_db
+def test_refunding_a_charge_made_before_the_daily_cap_never_opens_the_cap(alice):
+    from accounts.apikeys import add_key_spend, remove_key_spend, set_key_limits
+    from accounts.models import ApiKeyDailySpend
+
+    api_key, _ = create_api_key(user=alice)
+    today = timezone.now().date()
+    add_key_spend(api_key=api_key, amount=PRICE, day=today)  # no daily cap yet: not counted daily
+    set_key_limits(api_key=api_key, spend_cap_daily_usd=Decimal("0.018"))
+    add_key_spend(api_key=api_key, amount=PRICE, day=today)  # counted: 0.009 of 0.018
+    remove_key_spend(api_key_id=api_key.pk, amount=PRICE, day=today)  # the first charge's refund
+    remove_key_spend(api_key_id=api_key.pk, amount=PRICE, day=today)  # ... and a second one
+    assert ApiKeyDailySpend.objects.get(api_key=api_key, day=today).spent_usd == Decimal("0")  # not -0.009
