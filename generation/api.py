@@ -20,7 +20,7 @@ from .fields import (
     StrictCharField,
     StrictIntegerField,
     error_responses,
-    json_object_with_known_fields,
+    validated_body,
 )
 from .models import ORIENTATIONS, Generation
 from .resources import (
@@ -130,17 +130,8 @@ def hold_daily_units(request, n: int) -> None:
 def parse_generate_request(request) -> GenerationParams:
     """Validate the body; any problem is a 400 naming the field, before anything is charged.
     A valid request for n images then holds n daily units."""
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
-        raise ApiError(status_code=413, code="REQUEST_TOO_LARGE", message="Request body is larger than 64 KiB")
-    data = json_object_with_known_fields(request.data, GenerateInput)
-    serializer = GenerateInput(data=data)
-    if not serializer.is_valid():
-        field = next(name for name in FIELD_CODES if name in serializer.errors)
-        message = FIELD_MESSAGES[field]
-        if field == "prompt" and "prompt" not in data:
-            message = "prompt is required"
-        raise ApiError(status_code=400, code=FIELD_CODES[field], message=message)
-    values = serializer.validated_data
+    _, values = validated_body(request, GenerateInput, codes=FIELD_CODES, messages=FIELD_MESSAGES,
+                               max_bytes=MAX_BODY_BYTES)
     # Whatever the flags: refused before anything is charged (the daily unit goes back, as for any 400).
     verdict = policy.enforce_and_record(values["prompt"], user=request.user, api_key=request.auth,
                                         endpoint=request.path)

@@ -55,6 +55,21 @@ def json_object_with_known_fields(data, serializer_class) -> dict:
     return data
 
 
+def validated_body(request, serializer_class, *, codes: dict, messages: dict, max_bytes: int) -> tuple[dict, dict]:
+    """The raw body and its validated values; otherwise 413, or a 400 naming the first bad field
+    (in `codes`' order) with its code and message. Nothing is charged before this passes."""
+    if int(request.META.get("CONTENT_LENGTH") or 0) > max_bytes:
+        raise ApiError(status_code=413, code="REQUEST_TOO_LARGE",
+                       message=f"Request body is larger than {max_bytes // 1024} KiB")
+    data = json_object_with_known_fields(request.data, serializer_class)
+    serializer = serializer_class(data=data)
+    if not serializer.is_valid():
+        field = next(name for name in codes if name in serializer.errors)
+        message = "prompt is required" if field == "prompt" and "prompt" not in data else messages[field]
+        raise ApiError(status_code=400, code=codes[field], message=message)
+    return data, serializer.validated_data
+
+
 ErrorOutput = inline_serializer("Error", {
     "error": serializers.CharField(), "code": serializers.CharField(), "request_id": serializers.CharField(),
     "retryable": serializers.BooleanField(), "doc_url": serializers.URLField(),

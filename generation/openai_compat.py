@@ -43,7 +43,7 @@ from .api import (
     request_daily_unit,
 )
 from .charging import GenerationParams
-from .fields import MAX_PROMPT_LENGTH, StrictBooleanField, StrictCharField, StrictIntegerField
+from .fields import MAX_PROMPT_LENGTH, StrictBooleanField, StrictCharField, StrictIntegerField, validated_body
 from .models import Generation
 from .resources import balance_after_all, delivered_and_failed, error_for
 from .safety import policy
@@ -139,20 +139,8 @@ def wants_base64(values: dict, raw: dict) -> bool:
 
 def parse_images_request(request) -> tuple[GenerationParams, bool]:
     """The body as GenerationParams and whether to answer base64; a 400 naming the field otherwise."""
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_BODY_BYTES:
-        raise ApiError(status_code=413, code="REQUEST_TOO_LARGE", message="Request body is larger than 64 KiB")
-    data = request.data
-    if not isinstance(data, dict):
-        raise ApiError(status_code=400, code="INVALID_REQUEST", message="Request body must be a JSON object")
-    unknown = sorted(set(data) - set(ImagesGenerationsInput().fields))
-    if unknown:
-        raise ApiError(status_code=400, code="UNKNOWN_FIELD", message=f"Unknown field: {unknown[0]}")
-    serializer = ImagesGenerationsInput(data=data)
-    if not serializer.is_valid():
-        field = next(name for name in FIELD_CODES if name in serializer.errors)
-        message = "prompt is required" if field == "prompt" and "prompt" not in data else FIELD_MESSAGES[field]
-        raise ApiError(status_code=400, code=FIELD_CODES[field], message=message)
-    values = serializer.validated_data
+    data, values = validated_body(request, ImagesGenerationsInput, codes=FIELD_CODES, messages=FIELD_MESSAGES,
+                                  max_bytes=MAX_BODY_BYTES)
     try:
         orientation = orientation_for_size(values["size"])
     except ValueError:

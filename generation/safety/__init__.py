@@ -7,6 +7,7 @@ the prompt policy and the backend's checker alone. Web nodes never run it, so th
 packages are imported on first use, in the worker.
 """
 
+import functools
 import importlib.util
 import logging
 import time
@@ -19,7 +20,9 @@ from . import nudenet
 log = logging.getLogger(__name__)
 
 
+@functools.cache
 def classifier_installed() -> bool:
+    # Once per process: dispatch asks on every sync request, and installing it needs a restart.
     return importlib.util.find_spec("nudenet") is not None and importlib.util.find_spec("onnxruntime") is not None
 
 

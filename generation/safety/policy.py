@@ -44,10 +44,6 @@ LEET_AS_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7"
 LEET_AS_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s", "|": "l",
                            "!": "i", "+": "t"})
 
-# Unicode's format characters (category Cf): zero-width spaces and joiners, soft hyphens,
-# direction marks, tag characters.
-INVISIBLE = re.compile("[" + "".join(
-    re.escape(chr(code)) for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf") + "]")
 KANA_OR_HAN = r"\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
 CJK_CHAR = re.compile(f"[{KANA_OR_HAN}]")
 # Separators between two CJK characters ("ロ リ", "萝-莉") are dropped: CJK has no spaces.
@@ -245,10 +241,19 @@ def _allowed_pattern(phrase: str) -> re.Pattern:
     return re.compile(rf"(?<![a-z]){re.escape(_latin_form(phrase, None))}(?![a-z])")
 
 
+@lru_cache(maxsize=1)
+def _invisible() -> re.Pattern:
+    """Unicode's format characters (category Cf): zero-width spaces and joiners, soft hyphens,
+    direction marks, tag characters. Built on first use: scanning every code point takes a
+    tenth of a second that no process should pay at import."""
+    return re.compile("[" + "".join(
+        re.escape(chr(code)) for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf") + "]")
+
+
 def _base(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     # Invisible characters (zero-width spaces and joiners, soft hyphens) hide nothing.
-    return INVISIBLE.sub("", text).lower().translate(CONFUSABLES)
+    return _invisible().sub("", text).lower().translate(CONFUSABLES)
 
 
 def _cjk_form(text: str) -> str:
